@@ -1,0 +1,213 @@
+"""The config tree of a run: defaults, YAML loading, dotted overrides and validation.
+
+Every field carries a one-line help; `mlp train --print-config` shows the resolved tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlpcli.errors import ConfigError
+from mlpcli.schema import from_dict, option, to_dict, unknown_key_message
+
+
+def _sources() -> list[str]:
+    from mlpcli.data import SOURCES
+    return sorted(SOURCES)
+
+
+def _activations() -> list[str]:
+    from mlpcli.nn.layers import ACTIVATIONS
+    return sorted([*ACTIVATIONS, "maxout"])
+
+
+def _losses() -> list[str]:
+    from mlpcli.nn.losses import LOSSES
+    return sorted(LOSSES)
+
+
+def _optimizers() -> list[str]:
+    from mlpcli.nn.optim import OPTIMIZERS
+    return sorted(OPTIMIZERS)
+
+
+@dataclass
+class ShapesConfig:
+    classes: int = option(4, "number of shape classes (circle, square, triangle, cross, ring, diamond)", min=2, max=6)
+    per_class: int = option(150, "images per class", min=2)
+    size: int = option(32, "image side in pixels", min=12, max=256)
+    noise: float = option(0.15, "std of the background noise, as a fraction of the intensity range", min=0.0, max=1.0)
+
+
+@dataclass
+class DataConfig:
+    source: str = option("shapes", "where images come from", choices=_sources)
+    path: str | None = option(None, "dataset folder or file (folder, cifar10, cifar100, mnist, fashion-mnist, npz)")
+    val_fraction: float = option(0.2, "fraction of the training images held out for validation (seeded, stratified)",
+                                 min=0.0, max=0.9)
+    limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)
+    size: list[int] | None = option(None, "resize every image to [height, width]", min=1)
+    mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])
+    on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
+                           choices=["raise", "skip"])
+    shapes: ShapesConfig = option(ShapesConfig(), "options of the generated `shapes` dataset")
+
+
+def _parse_extractors(value: Any, path: str) -> list:
+    from mlpcli.features import parse_extractors
+    return parse_extractors(value, path)
+
+
+def _dump_extractors(specs: list) -> list:
+    return [{spec.name: to_dict(spec.cfg)} for spec in specs]
+
+
+@dataclass
+class FeaturesConfig:
+    extractors: list = option([{"pixels": {}}], "feature extractors, concatenated in order: a list of {name: {options}}",
+                              parse=_parse_extractors, dump=_dump_extractors)
+    normalize: str = option("standard", "per-feature standardization fit on the training split, or none",
+                            choices=["standard", "none"])
+    chunk: int = option(2000, "images per extraction chunk (bounds memory)", min=1)
+    cache: bool = option(True, "cache extracted features on disk, keyed by dataset and feature config")
+
+
+@dataclass
+class ModelConfig:
+    hidden: list[int] = option([100], "hidden layer sizes: [] linear classifier, [H] 2-layer net, [H1, H2] 3-layer net",
+                               min=1)
+    activation: str = option("relu", "hidden-layer nonlinearity", choices=_activations)
+    init: str = option("he", "weight initialization", choices=["he", "xavier", "normal"])
+    init_std: float = option(0.01, "std of the `normal` initialization", min=0.0)
+    leaky_slope: float = option(0.1, "slope of leaky ReLU for x < 0", min=0.0, max=1.0)
+    elu_alpha: float = option(1.0, "ELU's alpha: the value approached as x -> -inf is -alpha", min=0.0)
+    maxout_pieces: int = option(2, "affine pieces per maxout unit", min=2)
+    dtype: str = option("float32", "floating-point type of weights and features", choices=["float32", "float64"])
+
+
+@dataclass
+class LossConfig:
+    name: str = option("softmax", "softmax cross-entropy, or multiclass hinge (SVM)", choices=_losses)
+    delta: float = option(1.0, "hinge margin Δ in Σ_{j≠y} max(0, s_j − s_y + Δ)", min=0.0)
+
+
+@dataclass
+class OptimConfig:
+    name: str = option("momentum", "update rule", choices=_optimizers)
+    lr: float = option(0.05, "initial learning rate", min=0.0)
+    momentum: float = option(0.9, "momentum coefficient (momentum)", min=0.0, max=1.0)
+    nesterov: bool = option(False, "Nesterov momentum (momentum)")
+    rho: float = option(0.99, "decay of the squared-gradient average (rmsprop)", min=0.0, max=1.0)
+    beta1: float = option(0.9, "first-moment decay (adam)", min=0.0, max=1.0)
+    beta2: float = option(0.999, "second-moment decay (adam)", min=0.0, max=1.0)
+    eps: float = option(1e-8, "denominator guard (rmsprop, adam)", min=0.0)
+    schedule: str = option("step", "learning-rate schedule over epochs", choices=["constant", "step", "cosine"])
+    decay: float = option(0.95, "step schedule: multiply the rate by this every `step_every` epochs", min=0.0, max=1.0)
+    step_every: int = option(1, "step schedule: epochs between decays", min=1)
+    min_lr: float = option(0.0, "cosine schedule: the final learning rate", min=0.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = option(20, "maximum number of passes over the training set", min=1)
+    batch_size: int = option(200, "minibatch size", min=1)
+    patience: int = option(5, "stop after this many epochs without a better validation accuracy (0: never)", min=0)
+
+
+@dataclass
+class OutputConfig:
+    dir: str = option("runs", "folder that holds run folders")
+    name: str | None = option(None, "run name (default: the config file's name); the folder is <name>-<timestamp>")
+    plots: bool = option(True, "write PNG plots into the run folder")
+
+
+@dataclass
+class Config:
+    seed: int = option(0, "seed of the one random generator behind splits, init, shuffling and sampling", min=0)
+    data: DataConfig = option(DataConfig(), "the dataset")
+    features: FeaturesConfig = option(FeaturesConfig(), "the feature pipeline")
+    model: ModelConfig = option(ModelConfig(), "the network")
+    loss: LossConfig = option(LossConfig(), "the data loss")
+    reg: float = option(1e-3, "L2 strength λ in λ·Σ_k ΣW_k² (weights only, not biases)", min=0.0)
+    optim: OptimConfig = option(OptimConfig(), "the optimizer and learning-rate schedule")
+    train: TrainConfig = option(TrainConfig(), "the training loop")
+    output: OutputConfig = option(OutputConfig(), "where runs are written")
+    cache_dir: str | None = option("~/.cache/mlpcli", "cache of decoded images and extracted features (null: off)")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """The validated config from YAML file `path` (None: the defaults) with `key.path=value` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    for item in overrides:
+        apply_override(raw, item)
+    cfg = from_dict(Config, raw)
+    if cfg.output.name is None:
+        cfg.output.name = Path(path).stem if path is not None else "default"
+    return cfg
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in YAML file `path`, or a ConfigError naming the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top, got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `key.path=value` (value read as YAML) in the raw config mapping `raw`."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form key.path=value (e.g. optim.lr=0.05)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{item}': the value is not valid YAML") from None
+    node, cls = raw, Config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(cls)} if cls else None
+        if fields is not None and part not in fields:
+            raise ConfigError(unknown_key_message(".".join(parts[:depth + 1]), part, list(fields)))
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{'.'.join(parts[:depth + 1])}' is not a mapping")
+        node = child
+        field_type = fields[part].type if fields else None
+        cls = _dataclass_named(field_type)
+
+
+def _dataclass_named(type_name: Any) -> type | None:
+    """The config dataclass a field's (string) annotation names, if any."""
+    return {c.__name__: c for c in (ShapesConfig, DataConfig, FeaturesConfig, ModelConfig, LossConfig, OptimConfig,
+                                    TrainConfig, OutputConfig)}.get(type_name)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text (keys in definition order)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

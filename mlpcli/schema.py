@@ -1,0 +1,150 @@
+"""Typed config trees: dataclasses whose fields carry help, choices and ranges, built from plain dicts.
+
+`from_dict` validates a nested dict against a dataclass and names the dotted key path of any problem,
+with a "did you mean" for misspelled keys; `to_dict` turns the tree back into plain YAML-ready data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from mlpcli.errors import ConfigError
+
+
+def option(default: Any, help: str, *, choices: Callable[[], list[str]] | list[str] | None = None,
+           min: float | None = None, max: float | None = None, parse: Callable | None = None,
+           dump: Callable | None = None) -> Any:
+    """A config field: its default, one line of help, and the values it allows.
+
+    `choices` may be a callable (a registry looked up lazily); `parse(value, path)` and `dump(value)`
+    replace the generic validation for fields whose values are not plain types.
+    """
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "parse": parse, "dump": dump}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def choices_of(f: dataclasses.Field) -> list[str] | None:
+    choices = f.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass `cls` from `data` (a dict, or None for all defaults), validating every key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where(path)}expected a mapping of keys, got {_show(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(unknown_key_message(_join(path, str(key)), str(key), list(fields)))
+    hints = typing.get_type_hints(cls)
+    values = {name: _value(hints[name], f, data[name], _join(path, name))
+              for name, f in fields.items() if name in data}
+    return cls(**values)
+
+
+def to_dict(tree: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for a dataclass tree, in field order."""
+    if dataclasses.is_dataclass(tree):
+        out = {}
+        for f in dataclasses.fields(tree):
+            value = getattr(tree, f.name)
+            dump = f.metadata.get("dump")
+            out[f.name] = dump(value) if dump else to_dict(value)
+        return out
+    if isinstance(tree, (list, tuple)):
+        return [to_dict(v) for v in tree]
+    return tree
+
+
+def unknown_key_message(path: str, key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key '{path}'{hint} (allowed here: {', '.join(allowed)})"
+
+
+def _value(hint: Any, f: dataclasses.Field, value: Any, path: str) -> Any:
+    parse = f.metadata.get("parse")
+    if parse:
+        return parse(value, path)
+    value = _typed(hint, value, path)
+    choices = choices_of(f)
+    if choices is not None and value is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        hint_text = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{path}: {_show(value)} is not one of {', '.join(choices)}{hint_text}")
+    _check_range(f, value, path)
+    return value
+
+
+def _typed(hint: Any, value: Any, path: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _typed(inner[0], value, path)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list of {_name(args[0])}, got {_show(value)}")
+        return [_typed(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {path}")
+
+
+def _check_range(f: dataclasses.Field, value: Any, path: str) -> None:
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if (lo is not None and item < lo) or (hi is not None and item > hi):
+            bounds = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"
+            raise ConfigError(f"{path}: {item!r} is out of range; it must be {bounds}")
+
+
+def _name(hint: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(hint, "values")
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _where(path: str) -> str:
+    return f"{path}: " if path else ""
