@@ -1,0 +1,169 @@
+"""Histogram of oriented gradients (Dalal & Triggs 2005), computed for a whole batch of images at once.
+
+The output equals `skimage.feature.hog(image, ..., feature_vector=True)` with the same options
+(`channel_axis=-1` for color images): the same centered-difference gradients, the same hard binning
+of unsigned orientations into a per-cell mean magnitude, the same block normalizations.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mlpcli.errors import DataError
+from mlpcli.features.base import Extractor
+from mlpcli.schema import option
+
+BLOCK_NORMS = ["L1", "L1-sqrt", "L2", "L2-Hys"]
+EPS = 1e-5  # skimage's guard in every block normalization
+PIXELS_PER_SLICE = 1 << 16  # images are processed in slices of about this many pixels, to stay in cache
+
+
+@dataclass
+class HogConfig:
+    orientations: int = option(9, "orientation bins over 0-180 degrees (unsigned gradients)", min=1, max=180)
+    pixels_per_cell: int = option(8, "side of a square cell, in pixels", min=1)
+    cells_per_block: int = option(2, "side of a square normalization block, in cells (Dalal-Triggs: 2)", min=1)
+    block_norm: str = option("L2-Hys", "normalization of each block's concatenated histograms", choices=BLOCK_NORMS)
+    transform_sqrt: bool = option(False, "take the square root of intensities first (power-law compression)")
+    color: str = option("max_gradient", "color images: per pixel the channel with the strongest gradient, "
+                        "or gray first (skimage's rgb2gray, as in the CS231n notebooks)",
+                        choices=["max_gradient", "gray"])
+
+
+class Hog(Extractor):
+    """HOG descriptor of each image: (N, H, W, C) uint8 -> (N, D) float32, no fitted state.
+
+    D = blocks_down · blocks_across · cells_per_block² · orientations, with
+    blocks = cells - cells_per_block + 1 and cells = image side // pixels_per_cell (rest cropped).
+    """
+
+    Config = HogConfig
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        n, height, width = _check_images(images)
+        cells = (height // cfg.pixels_per_cell, width // cfg.pixels_per_cell)
+        blocks = (cells[0] - cfg.cells_per_block + 1, cells[1] - cfg.cells_per_block + 1)
+        if min(blocks) < 1:
+            side = cfg.pixels_per_cell * cfg.cells_per_block
+            raise DataError(f"hog: {height}x{width} images are too small for pixels_per_cell={cfg.pixels_per_cell} "
+                            f"and cells_per_block={cfg.cells_per_block} (one block needs {side}x{side} pixels); "
+                            "lower those options or enlarge the images with data.size")
+        out = np.empty((n, blocks[0] * blocks[1] * cfg.cells_per_block ** 2 * cfg.orientations), np.float32)
+        step = max(1, PIXELS_PER_SLICE // (height * width))
+        for start in range(0, n, step):
+            histograms = self._cell_histograms(images[start:start + step], cells)
+            out[start:start + step] = _normalize_blocks(histograms, cfg.cells_per_block, cfg.block_norm)
+        return out
+
+    def _cell_histograms(self, images: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
+        """Mean gradient magnitude per cell and orientation bin: (B, H, W, C) uint8 -> (B, rows, cols, bins)."""
+        cfg = self.cfg
+        channels = _channels(images, cfg.color, cfg.transform_sqrt)            # (C, B, H, W)
+        cell = cfg.pixels_per_cell
+        d_row, d_col, magnitude2 = _strongest_gradient(channels, (cells[0] * cell, cells[1] * cell))
+        if channels.dtype == np.int32:  # integer gradients in [-255, 255]: look the bin up
+            bins = _integer_gradient_bins(cfg.orientations)[d_row + 255, d_col + 255]
+        else:
+            bins = _orientation_bins(d_row, d_col, cfg.orientations)
+        magnitude = np.sqrt(magnitude2, dtype=np.float64)
+        slot = _slot_of_pixel(len(images), cells, cell, cfg.orientations) + bins   # (B, H', W') cell·bin index
+        # one extra bin per cell collects orientations outside every bin range; it is dropped below
+        sums = np.bincount(slot.ravel(), magnitude.ravel(), minlength=len(images) * cells[0] * cells[1]
+                           * (cfg.orientations + 1))
+        sums = sums.reshape(len(images), cells[0], cells[1], cfg.orientations + 1)[..., :cfg.orientations]
+        return sums / (cell * cell)
+
+
+def _check_images(images: np.ndarray) -> tuple[int, int, int]:
+    if images.ndim != 4 or images.shape[3] not in (1, 3) or images.dtype != np.uint8:
+        raise DataError(f"hog: expected images of shape (N, H, W, 1 or 3) and dtype uint8, "
+                        f"got shape {images.shape} and dtype {images.dtype}")
+    return images.shape[:3]
+
+
+def _channels(images: np.ndarray, color: str, transform_sqrt: bool) -> np.ndarray:
+    """The planes HOG sees, (C, B, H, W): int32 when gradients stay integer, else float64 (as skimage)."""
+    if color == "gray" and images.shape[3] == 3:
+        from skimage.color import rgb2gray
+        planes = rgb2gray(images)[None]
+    elif transform_sqrt:
+        planes = images.transpose(3, 0, 1, 2).astype(np.float64)
+    else:
+        return np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.int32)
+    return np.sqrt(planes) if transform_sqrt else planes
+
+
+def _strongest_gradient(channels: np.ndarray, size: tuple[int, int]):
+    """Centered differences (zero on the image border) of the channel with the largest magnitude per pixel.
+
+    channels (C, B, H, W) -> d_row, d_col, squared magnitude, each (B, H', W') for the top-left `size`.
+    """
+    rows, cols = size
+    d_row = np.zeros(channels.shape[:2] + size, channels.dtype)
+    d_col = np.zeros_like(d_row)
+    last_row, last_col = min(rows, channels.shape[2] - 1), min(cols, channels.shape[3] - 1)
+    np.subtract(channels[:, :, 2:last_row + 1, :cols], channels[:, :, :last_row - 1, :cols],
+                out=d_row[:, :, 1:last_row])
+    np.subtract(channels[:, :, :rows, 2:last_col + 1], channels[:, :, :rows, :last_col - 1],
+                out=d_col[:, :, :, 1:last_col])
+    magnitude2 = d_row * d_row + d_col * d_col
+    best_row, best_col, best = d_row[0], d_col[0], magnitude2[0]
+    for c in range(1, len(channels)):  # ties keep the first channel, as argmax does
+        stronger = magnitude2[c] > best
+        best_row = np.where(stronger, d_row[c], best_row)
+        best_col = np.where(stronger, d_col[c], best_col)
+        best = np.maximum(best, magnitude2[c])
+    return best_row, best_col, best
+
+
+def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> np.ndarray:
+    """Bin of each gradient's unsigned orientation, decided exactly as skimage decides it.
+
+    Bin i holds angles in [180/n · i, 180/n · (i+1)) degrees; bin n holds the rare angle that float
+    rounding leaves outside every range (skimage then counts it nowhere).
+    """
+    angle = np.rad2deg(np.arctan2(d_row, d_col)) % 180
+    step = 180.0 / orientations
+    bins = np.zeros(angle.shape, np.intp)
+    for i in range(1, orientations + 1):
+        bins += angle >= step * i
+    return bins
+
+
+@functools.lru_cache(maxsize=8)
+def _integer_gradient_bins(orientations: int) -> np.ndarray:
+    """Orientation bin of every integer gradient: table (511, 511) indexed by (d_row + 255, d_col + 255)."""
+    d = np.arange(-255, 256, dtype=np.float64)
+    return _orientation_bins(d[:, None], d[None, :], orientations)
+
+
+@functools.lru_cache(maxsize=8)
+def _slot_of_pixel(n: int, cells: tuple[int, int], cell: int, orientations: int) -> np.ndarray:
+    """First histogram slot of each pixel's cell, (n, rows·cell, cols·cell) int: (image, cell) · (bins + 1)."""
+    rows = np.arange(cells[0] * cell) // cell
+    cols = np.arange(cells[1] * cell) // cell
+    cell_index = rows[:, None] * cells[1] + cols[None, :]
+    image_index = np.arange(n)[:, None, None] * (cells[0] * cells[1])
+    return (image_index + cell_index) * (orientations + 1)
+
+
+def _normalize_blocks(histograms: np.ndarray, block: int, method: str) -> np.ndarray:
+    """Overlapping block descriptors, (B, rows, cols, bins) -> (B, D) in skimage's order."""
+    windows = sliding_window_view(histograms, (block, block), axis=(1, 2))  # (B, r, c, bins, block, block)
+    n, r, c = windows.shape[:3]
+    blocks = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, r, c, -1)
+    if method == "L1":
+        out = blocks / (np.abs(blocks).sum(-1, keepdims=True) + EPS)
+    elif method == "L1-sqrt":
+        out = np.sqrt(blocks / (np.abs(blocks).sum(-1, keepdims=True) + EPS))
+    else:
+        out = blocks / np.sqrt((blocks ** 2).sum(-1, keepdims=True) + EPS ** 2)
+        if method == "L2-Hys":
+            out = np.minimum(out, 0.2)
+            out /= np.sqrt((out ** 2).sum(-1, keepdims=True) + EPS ** 2)
+    return out.reshape(n, -1)
