@@ -41,7 +41,8 @@ class ShapesConfig:
     classes: int = option(4, "number of shape classes (circle, square, triangle, cross, ring, diamond)", min=2, max=6)
     per_class: int = option(150, "images per class", min=2)
     size: int = option(32, "image side in pixels", min=12, max=256)
-    noise: float = option(0.15, "std of the background noise, as a fraction of the intensity range", min=0.0, max=1.0)
+    noise: float = option(0.15, "std of the pixel noise, as a fraction of the intensity range", min=0.0, max=1.0)
+    seed: int = option(0, "seed of the generator (the dataset stays put when the run's seed changes)", min=0)
 
 
 @dataclass
@@ -49,7 +50,7 @@ class DataConfig:
     source: str = option("shapes", "where images come from", choices=_sources)
     path: str | None = option(None, "dataset folder or file (folder, cifar10, cifar100, mnist, fashion-mnist, npz)")
     val_fraction: float = option(0.2, "fraction of the training images held out for validation (seeded, stratified)",
-                                 min=0.0, max=0.9)
+                                 min=0.01, max=0.9)
     limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)
     size: list[int] | None = option(None, "resize every image to [height, width]", min=1)
     mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])

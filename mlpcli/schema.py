@@ -26,7 +26,7 @@ def option(default: Any, help: str, *, choices: Callable[[], list[str]] | list[s
     replace the generic validation for fields whose values are not plain types.
     """
     meta = {"help": help, "choices": choices, "min": min, "max": max, "parse": parse, "dump": dump}
-    if isinstance(default, (list, dict)):
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
@@ -47,8 +47,14 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         if key not in fields:
             raise ConfigError(unknown_key_message(_join(path, str(key)), str(key), list(fields)))
     hints = typing.get_type_hints(cls)
-    values = {name: _value(hints[name], f, data[name], _join(path, name))
-              for name, f in fields.items() if name in data}
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _value(hints[name], f, data[name], _join(path, name))
+        elif dataclasses.is_dataclass(hints[name]):  # nested defaults go through validation too
+            values[name] = from_dict(hints[name], {}, _join(path, name))
+        elif f.metadata.get("parse"):  # a parsed field's default is raw data
+            values[name] = f.metadata["parse"](f.default_factory(), _join(path, name))
     return cls(**values)
 
 
@@ -66,10 +72,10 @@ def to_dict(tree: Any) -> Any:
     return tree
 
 
-def unknown_key_message(path: str, key: str, allowed: list[str]) -> str:
+def unknown_key_message(path: str, key: str, allowed: list[str], what: str = "key") -> str:
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown key '{path}'{hint} (allowed here: {', '.join(allowed)})"
+    return f"unknown {what} '{path}'{hint} (allowed here: {', '.join(allowed)})"
 
 
 def _value(hint: Any, f: dataclasses.Field, value: Any, path: str) -> Any:

@@ -1,0 +1,281 @@
+"""The `mlp` command line: a thin layer over the library that turns MlpError into one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from mlpcli import __version__
+from mlpcli.errors import MlpError
+
+
+class MlpGroup(click.Group):
+    """Reports library errors as `Error: <message>` (exit 1), Ctrl-C as exit 130, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from mlpcli.train import Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except Interrupted as err:
+            click.echo(str(err), err=True)
+            ctx.exit(130)
+        except MlpError as err:
+            raise click.ClickException(str(err)) from None
+        except OSError as err:
+            where = f": {err.filename}" if err.filename else ""
+            raise click.ClickException(f"{err.strerror or err}{where}") from None
+        except KeyboardInterrupt:
+            click.echo("Aborted.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=MlpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mlp")
+def cli() -> None:
+    """Train multilayer perceptrons on classic image features, with backprop written by hand in NumPy.
+
+    \b
+    Start with the built-in example (generated shapes, a 2-layer net, seconds on a laptop):
+      mlp train
+    Then look inside:
+      mlp train --print-config       the full config with every default
+      mlp gradcheck                  analytic vs numerical gradients of that network
+      mlp eval runs/default-*/       accuracy, per-class precision/recall, confusion matrix
+    """
+
+
+def _load_config(config: str | None, overrides: tuple[str, ...]):
+    from mlpcli.config import load_config
+
+    return load_config(config, list(overrides))
+
+
+def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """CONFIG is the first argument unless it is a key=value override."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
+              help="Continue the run in this folder from its checkpoints/last.npz.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config (defaults filled in) and exit.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_config: bool, quiet: bool) -> None:
+    """Train a network; CONFIG is a YAML file (default: the built-in shapes example).
+
+    Overrides set any config key by its dotted path, the value read as YAML:
+
+    \b
+      mlp train configs/cifar10_hog_color.yaml optim.lr=0.05 model.hidden=[256,128]
+      mlp train --print-config loss.name=hinge
+      mlp train --resume runs/cifar10_hog_color-20261126-101500
+
+    A run folder gets config.yaml, metrics.jsonl, summary.json, checkpoints/{last,best}.npz and plots.
+    Ctrl-C saves last.npz and stops (exit 130); --resume continues exactly where it stopped.
+    """
+    from mlpcli.config import dump_config
+    from mlpcli.rundir import RunDir
+    from mlpcli.train import train as run_training
+
+    config, overrides = _split_config_args(args)
+    if resume_dir is not None:
+        if config or overrides or out:
+            raise click.UsageError("--resume takes the run folder alone; the run's own config.yaml is used")
+        run = RunDir(resume_dir)
+        cfg = _load_config(str(run.config), ())
+    else:
+        cfg = _load_config(config, overrides)
+    if print_config:
+        click.echo(dump_config(cfg), nl=False)
+        return
+    if resume_dir is None:
+        run = RunDir.create(cfg, out)
+    say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
+    say(f"run folder: {run.path}")
+    summary = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
+    if cfg.output.plots:
+        from mlpcli.plots import write_run_plots
+
+        write_run_plots(run.path)
+    click.echo(_summary_line(summary, run.path))
+
+
+def _summary_line(summary: dict, path: Path) -> str:
+    parts = [f"val accuracy {summary['val']['accuracy']:.2%} (best epoch {summary['best_epoch']})"]
+    if "test" in summary:
+        parts.append(f"test accuracy {summary['test']['accuracy']:.2%}")
+    parts.append(f"{summary['seconds']:.1f}s")
+    return f"{summary['model']}: " + ", ".join(parts) + f" -> {path}"
+
+
+@cli.command(name="eval")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
+              help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
+@click.option("--data", "data_path", help="Score another dataset with the same classes: its path (sets data.path).")
+@click.option("--source", help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str | None, as_json: bool) -> None:
+    """Score CHECKPOINT (a .npz, or a run folder: its best.npz) on a dataset split.
+
+    Features and network are rebuilt from the checkpoint alone; the split is drawn from the
+    checkpoint's data config with its seed, so `val` is the very validation split of training.
+
+    \b
+      mlp eval runs/default-20261126-101500
+      mlp eval model.npz --data ~/photos --source folder --json
+    """
+    from mlpcli.data import load_splits
+    from mlpcli.metrics import classification_report
+    from mlpcli.predictor import Classifier
+
+    clf = Classifier.from_checkpoint(checkpoint, progress=True)
+    cfg = clf.config
+    if source is not None and data_path is None:
+        raise click.UsageError("--source goes with --data")
+    if data_path is not None:
+        cfg.data.path, cfg.data.source = data_path, source or cfg.data.source
+        cfg.data.val_fraction, cfg.data.limit = 0.0, None
+    splits = load_splits(cfg)
+    if split is None:
+        split = "test" if "test" in splits else ("all" if data_path else "val")
+    data = _pick_split(splits, split)
+    if data.classes != clf.classes:
+        from mlpcli.errors import DataError
+
+        raise DataError(f"the dataset's classes {data.classes} differ from the checkpoint's {clf.classes}")
+    predicted = clf.predict(data.images)
+    report = {"checkpoint": str(checkpoint), "split": split, "samples": len(data), "classes": clf.classes,
+              **classification_report(data.labels, predicted, len(clf.classes))}
+    click.echo(json.dumps(report, indent=2) if as_json else _format_report(report))
+
+
+def _pick_split(splits: dict, split: str):
+    from mlpcli.data.dataset import Dataset
+    from mlpcli.errors import DataError
+
+    if split == "all":
+        parts = [splits["train"], splits["val"]]
+        return Dataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                       parts[0].classes)
+    if split not in splits:
+        raise DataError(f"this dataset has no '{split}' split (it has: {', '.join(splits)})")
+    return splits[split]
+
+
+def _format_report(report: dict) -> str:
+    classes = report["classes"]
+    width = max(len(name) for name in classes)
+    lines = [f"{report['split']} split, {report['samples']} images: accuracy {report['accuracy']:.2%}", "",
+             f"{'class':<{width}}  precision  recall"]
+    lines += [f"{name:<{width}}  {p:9.2%}  {r:6.2%}" for name, p, r in zip(classes, report["precision"], report["recall"])]
+    cell = max(5, len(str(max(max(row) for row in report["confusion"]))) + 1)
+    lines += ["", "confusion matrix (rows: true class, columns: predicted, in class order above)"]
+    lines += [f"{name:<{width}} " + "".join(f"{n:>{cell}}" for n in row) for name, row in zip(classes, report["confusion"])]
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (all classes).")
+def predict(checkpoint: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Classify IMAGES with CHECKPOINT (a .npz or a run folder).
+
+    Each image is resized and converted to the training images' size and mode first. Softmax models
+    print probabilities; hinge (SVM) models print raw class scores.
+
+    \b
+      mlp predict runs/default-20261126-101500 cat.jpg dog.png
+    """
+    from mlpcli.data.convert import read_image
+    from mlpcli.predictor import Classifier, softmax
+
+    clf = Classifier.from_checkpoint(checkpoint)
+    height, width, channels = clf.image_shape
+    batch = np.stack([read_image(path, [height, width], "gray" if channels == 1 else "rgb") for path in images])
+    scores = clf.scores(batch)
+    probabilistic = clf.config.loss.name == "softmax"
+    values = softmax(scores) if probabilistic else scores
+    kind = "probability" if probabilistic else "score"
+    if as_json:
+        click.echo(json.dumps([{"image": path, "class": clf.classes[int(row.argmax())], kind + "s":
+                                dict(zip(clf.classes, np.round(row, 6).tolist()))}
+                               for path, row in zip(images, values)], indent=2))
+        return
+    for path, row in zip(images, values):
+        best = np.argsort(-row, kind="stable")[:top]
+        shown = ", ".join(f"{clf.classes[i]} {row[i]:.3f}" for i in best)
+        click.echo(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})")
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
+@click.option("--samples", type=click.IntRange(min=1), help="Check a seeded sample of N entries per parameter "
+              "(default: all entries).")
+@click.option("--threshold", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Largest relative error that passes.")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Samples in the random batch.")
+@click.option("--input-dim", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Input features D of the checked network (the configured hidden layers are kept).")
+@click.option("--classes", default=5, show_default=True, type=click.IntRange(min=2), help="Classes C.")
+def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, threshold: float, batch: int,
+              input_dim: int, classes: int) -> None:
+    """Compare analytic gradients with centered differences (h = 1e-5) in float64.
+
+    Builds the configured network (hidden layers, activation, loss, λ) in float64 on a small seeded
+    random batch and reports, per parameter, the max relative error |a−n| / max(1e-8, |a|+|n|).
+    Entries whose ±h step crosses a kink (ReLU, leaky ReLU, maxout, hinge) are counted and skipped.
+    Exits 1 if any parameter fails.
+
+    \b
+      mlp gradcheck model.activation=maxout loss.name=hinge model.hidden=[20,15]
+      mlp gradcheck configs/cifar10_pixels.yaml --samples 200
+      mlp gradcheck --gates model.activation=elu
+    """
+    from mlpcli.nn.gradcheck import check_gates, check_model
+    from mlpcli.nn.model import MLP
+    from mlpcli.seeding import generators
+
+    config, overrides = _split_config_args(args)
+    cfg = _load_config(config, overrides)
+    cfg.model.dtype = "float64"
+    rng = generators(cfg.seed)["init"]
+    if per_gate:
+        click.echo(f"gates of the {cfg.model.activation} network with {cfg.loss.name} loss, float64")
+        rows = check_gates(cfg.model, cfg.loss, rng, threshold=threshold)
+    else:
+        model = MLP.from_config(input_dim, classes, cfg.model, cfg.loss, cfg.reg, rng)
+        X, y = rng.standard_normal((batch, input_dim)), rng.integers(0, classes, batch)
+        click.echo(f"network {model.describe()}, λ = {cfg.reg:g}, batch {batch}, float64")
+        rows = check_model(model, X, y, samples=samples, rng=rng, threshold=threshold)
+    click.echo(_format_gradcheck(rows, threshold))
+    failed = [row.name for row in rows if not row.passed]
+    if failed:
+        raise click.ClickException(f"gradient check failed for {', '.join(failed)} (threshold {threshold:g})")
+
+
+def _format_gradcheck(rows, threshold: float) -> str:
+    width = max(9, *(len(row.name) for row in rows))
+    lines = [f"{'parameter':<{width}}  {'shape':<12} {'checked':>8} {'kinked':>7}  {'max rel error':>13}  result"]
+    for row in rows:
+        result = "pass" if row.passed else "FAIL"
+        lines.append(f"{row.name:<{width}}  {str(row.shape):<12} {row.checked:>8} {row.kinked:>7}  "
+                     f"{row.max_rel_error:>13.2e}  {result}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name="mlp")

@@ -1,0 +1,140 @@
+"""The feature pipeline: extractors run in chunks, concatenated, standardized, optionally cached on disk.
+
+Everything it learns (extractor state such as a codebook, and the normalization statistics) is named
+arrays, so a checkpoint can carry it and `mlp eval` reproduces the features without the training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mlpcli.errors import CheckpointError
+from mlpcli.npzfile import load_npz, save_npz
+from mlpcli.schema import to_dict
+
+
+class FeaturePipeline:
+    """images (N, H, W, C) uint8 → features (N, D) in `dtype`.
+
+    cfg: FeaturesConfig; cache_dir: where extracted features are cached (None: no cache).
+    """
+
+    def __init__(self, cfg, dtype: str = "float32", cache_dir: Path | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.dtype = np.dtype(dtype)
+        self.extractors = [spec.build() for spec in cfg.extractors]
+        self.names = [spec.name for spec in cfg.extractors]
+        self.cache_dir = Path(cache_dir) / "features" if cache_dir is not None and cfg.cache else None
+        self.progress = progress
+        self.mean: np.ndarray | None = None   # (D,) normalization statistics, set by fit
+        self.std: np.ndarray | None = None
+
+    def fit_transform(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Fit extractors and normalization on training images; their features (N, D)."""
+        key = self._key("fit", images, json.dumps(rng.bit_generator.state, default=str))
+        cached = self._cache_load(key)
+        if cached is not None:
+            self.load_state(cached)
+            return cached["features"]
+        for extractor in self.extractors:
+            extractor.fit(images, rng)
+        raw = self._extract(images, "features (fit)")
+        if self.cfg.normalize == "standard":
+            self.mean = raw.mean(axis=0, dtype=np.float64).astype(self.dtype)
+            std = raw.std(axis=0, dtype=np.float64)
+            self.std = np.where(std > 1e-8, std, 1.0).astype(self.dtype)
+        features = self._normalize(raw)
+        self._cache_save(key, {**self.state(), "features": features})
+        return features
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """Features (N, D) of images with the fitted state."""
+        key = self._key("transform", images, self._state_digest())
+        cached = self._cache_load(key)
+        if cached is not None:
+            return cached["features"]
+        features = self._normalize(self._extract(images, "features"))
+        self._cache_save(key, {"features": features})
+        return features
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Fitted state as named arrays: 'extractor{i}.{key}', 'normalize.mean', 'normalize.std'."""
+        arrays = {f"extractor{i}.{key}": value
+                  for i, extractor in enumerate(self.extractors) for key, value in extractor.state().items()}
+        if self.mean is not None:
+            arrays["normalize.mean"], arrays["normalize.std"] = self.mean, self.std
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore `state()` output; CheckpointError if something is missing."""
+        for i, extractor in enumerate(self.extractors):
+            prefix = f"extractor{i}."
+            extractor.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        if self.cfg.normalize == "standard":
+            missing = [k for k in ("normalize.mean", "normalize.std") if k not in arrays]
+            if missing:
+                raise CheckpointError(f"feature state lacks {', '.join(missing)}")
+            self.mean = arrays["normalize.mean"].astype(self.dtype)
+            self.std = arrays["normalize.std"].astype(self.dtype)
+
+    def _extract(self, images: np.ndarray, label: str) -> np.ndarray:
+        """Concatenated raw extractor outputs (N, D), computed `cfg.chunk` images at a time."""
+        n, chunk = len(images), self.cfg.chunk
+        out = None
+        with tqdm(total=n, desc=label, unit="img", disable=None if self.progress and n > chunk else True, leave=False) as bar:
+            for start in range(0, n, chunk):
+                block = images[start:start + chunk]
+                parts = [extractor.transform(block) for extractor in self.extractors]
+                if out is None:
+                    out = np.empty((n, sum(p.shape[1] for p in parts)), dtype=self.dtype)
+                np.concatenate(parts, axis=1, out=out[start:start + len(block)])
+                bar.update(len(block))
+        return out if out is not None else np.empty((0, 0), dtype=self.dtype)
+
+    def _normalize(self, raw: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            return raw
+        if raw.shape[1] != len(self.mean):
+            raise CheckpointError(f"features have {raw.shape[1]} dimensions but the normalization expects "
+                                  f"{len(self.mean)}; the images differ in size from the training images")
+        raw -= self.mean
+        raw /= self.std
+        return raw
+
+    def _key(self, kind: str, images: np.ndarray, extra: str) -> str | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (kind, str(images.shape), json.dumps(to_dict(self.cfg)), str(self.dtype), extra):
+            digest.update(part.encode())
+        digest.update(np.ascontiguousarray(images).data)
+        return digest.hexdigest()
+
+    def _state_digest(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for name, value in sorted(self.state().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(value).data)
+        return digest.hexdigest()
+
+    def _cache_load(self, key: str | None) -> dict[str, np.ndarray] | None:
+        if key is None:
+            return None
+        path = self.cache_dir / f"{key}.npz"
+        try:
+            return load_npz(path)
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return None
+
+    def _cache_save(self, key: str | None, arrays: dict[str, np.ndarray]) -> None:
+        if key is not None:
+            try:
+                save_npz(self.cache_dir / f"{key}.npz", arrays)
+            except OSError:
+                pass  # a cache that cannot be written only costs time

@@ -1,0 +1,14 @@
+"""One seed, independent random streams: each stage of a run draws from its own generator, all spawned
+from `cfg.seed`, so changing one stage (say, the features) leaves the others' randomness as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+
+STREAMS = ("data", "features", "init", "shuffle")
+
+
+def generators(seed: int) -> dict[str, np.random.Generator]:
+    """{stream name: generator} for the run seeded by `seed`."""
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}

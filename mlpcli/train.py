@@ -1,0 +1,236 @@
+"""The training loop: seeded minibatch SGD over precomputed features, validation every epoch,
+early stopping, checkpoints after every epoch, and a clean stop on Ctrl-C.
+
+Resuming restores weights, optimizer state, epoch, step and the shuffling generator, so a resumed run
+ends with the same bytes as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from mlpcli import checkpoint
+from mlpcli.config import Config
+from mlpcli.data import load_splits
+from mlpcli.errors import MlpError, TrainingError
+from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.metrics import classification_report
+from mlpcli.nn.model import MLP
+from mlpcli.nn.optim import OPTIMIZERS, learning_rate
+from mlpcli.predictor import batched_scores
+from mlpcli.rundir import RunDir
+from mlpcli.seeding import generators
+
+
+class Interrupted(MlpError):
+    """Training stopped by Ctrl-C after saving last.npz."""
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0                      # completed epochs
+    step: int = 0                       # steps done in the current epoch (non-zero only after Ctrl-C)
+    rng_state: dict = field(default_factory=dict)   # shuffling generator at the start of the current epoch
+    loss_sum: float = 0.0               # current epoch so far: Σ batch loss · batch size
+    correct: int = 0                    # current epoch so far: correctly classified training samples
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0                      # epochs since the best validation accuracy
+    stopped: str = ""                   # "", "completed" or "early_stop"
+
+
+@dataclass
+class Prepared:
+    """A run's data, features and network, ready to train."""
+
+    cfg: Config
+    classes: list[str]
+    image_shape: tuple[int, ...]
+    features: dict[str, np.ndarray]     # split → (N, D)
+    labels: dict[str, np.ndarray]       # split → (N,)
+    pipeline: FeaturePipeline
+    model: MLP
+
+
+def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = True) -> tuple[Prepared, np.random.Generator]:
+    """Load splits, fit (or restore) features, build the network; also returns the shuffling generator."""
+    rngs = generators(cfg.seed)
+    splits = load_splits(cfg, rngs["data"])
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress)
+    train = splits["train"]
+    if feature_state is None:
+        features = {"train": pipeline.fit_transform(train.images, rngs["features"])}
+    else:
+        pipeline.load_state(feature_state)
+        features = {"train": pipeline.transform(train.images)}
+    features.update({name: pipeline.transform(ds.images) for name, ds in splits.items() if name != "train"})
+    labels = {name: ds.labels for name, ds in splits.items()}
+    dim, classes = features["train"].shape[1], train.classes
+    model = MLP.from_config(dim, len(classes), cfg.model, cfg.loss, cfg.reg, rngs["init"])
+    return (Prepared(cfg, classes, train.image_shape, features, labels, pipeline, model),
+            rngs["shuffle"])
+
+
+def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = lambda line: None) -> dict:
+    """Train per `cfg` into `run`; returns the summary (also written to summary.json)."""
+    started = time.perf_counter()
+    ckpt = checkpoint.load(run.last) if resume else None
+    prep, shuffle_rng = prepare(cfg, ckpt.features if ckpt else None, progress)
+    model = prep.model
+    optimizer = OPTIMIZERS[cfg.optim.name](model.params, cfg.optim)
+    state = Progress(rng_state=shuffle_rng.bit_generator.state)
+    if ckpt is not None:
+        model.load_params(ckpt.params)
+        optimizer.load_state(ckpt.optim)
+        state = Progress(**ckpt.progress)
+        run.keep_metrics(state.epoch)
+    if state.stopped:
+        raise MlpError(f"{run.path} already finished ({state.stopped} after {state.epoch} epochs); nothing to resume")
+
+    def save(path) -> None:
+        checkpoint.save(path, checkpoint.Checkpoint(
+            cfg, prep.classes, prep.image_shape, prep.features["train"].shape[1], model.params,
+            prep.pipeline.state(), optimizer.state(), asdict(state)))
+
+    X, y = prep.features["train"], prep.labels["train"]
+    n, batch, epochs = len(y), min(cfg.train.batch_size, len(y)), cfg.train.epochs
+    steps = -(-n // batch)
+    xb, yb = np.empty((batch, X.shape[1]), dtype=X.dtype), np.empty(batch, dtype=y.dtype)
+    interrupt = _InterruptFlag()
+    bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
+               disable=None if progress else True, dynamic_ncols=True, leave=False)
+    with interrupt, bar:
+        while state.epoch < epochs and not state.stopped:
+            tick = time.perf_counter()
+            shuffle_rng.bit_generator.state = state.rng_state
+            order = shuffle_rng.permutation(n)
+            lr = learning_rate(cfg.optim, state.epoch, epochs)
+            for step in range(state.step, steps):
+                index = order[step * batch:(step + 1) * batch]
+                m = len(index)
+                np.take(X, index, axis=0, out=xb[:m])
+                np.take(y, index, out=yb[:m])
+                loss, scores = model.loss_and_grads(xb[:m], yb[:m])
+                if not np.isfinite(loss):
+                    raise TrainingError(f"the loss became {loss} at epoch {state.epoch + 1}, step {step + 1}; "
+                                        f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size. "
+                                        f"The last good checkpoint is {run.last}")
+                optimizer.step(model.grads, lr)
+                state.loss_sum += float(loss) * m
+                state.correct += int(np.count_nonzero(scores.argmax(axis=1) == yb[:m]))
+                state.step = step + 1
+                bar.update()
+                if interrupt.raised:
+                    save(run.last)
+                    raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; saved {run.last}. "
+                                      f"Continue with: mlp train --resume {run.path}")
+            row = _end_epoch(state, prep, shuffle_rng, lr, n, cfg)
+            row["seconds"] = round(time.perf_counter() - tick, 4)
+            _check_finite(model, state.epoch, run)
+            if row["val_acc"] > state.best_acc:
+                state.best_acc, state.best_epoch, state.stale = row["val_acc"], state.epoch, 0
+            else:
+                state.stale += 1
+            if state.epoch == epochs:
+                state.stopped = "completed"
+            elif cfg.train.patience and state.stale >= cfg.train.patience:
+                state.stopped = "early_stop"
+            run.append_metrics(row)
+            if state.best_epoch == state.epoch:
+                save(run.best)
+            save(run.last)
+            bar.set_postfix(epoch=state.epoch, loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
+            log(f"epoch {state.epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
+                f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
+    summary = _summarize(cfg, prep, run, state, started)
+    run.write_summary(summary)
+    return summary
+
+
+def _end_epoch(state: Progress, prep: Prepared, shuffle_rng, lr: float, n: int, cfg: Config) -> dict:
+    """Close the epoch in `state`; its metrics row."""
+    val_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"])
+    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
+           "val_loss": val_loss, "val_acc": val_acc, "lr": lr}
+    state.epoch += 1
+    state.step, state.loss_sum, state.correct = 0, 0.0, 0
+    state.rng_state = shuffle_rng.bit_generator.state
+    return row
+
+
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(loss incl. the L2 penalty, accuracy) of the model on features X (N, D), labels y (N,)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    scores = batched_scores(model, X)
+    data_loss, _ = model.loss(scores, y)
+    return float(data_loss + model.penalty()), float(np.mean(scores.argmax(axis=1) == y))
+
+
+def _check_finite(model: MLP, epoch: int, run: RunDir) -> None:
+    for name, value in model.params.items():
+        if not np.isfinite(value).all():
+            raise TrainingError(f"weights '{name}' became non-finite in epoch {epoch}; lower the learning rate. "
+                                f"The last good checkpoint is {run.last}")
+
+
+def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, started: float) -> dict:
+    """Scores of the best checkpoint on val (and test), with run facts."""
+    best = checkpoint.load(run.best)
+    prep.model.load_params(best.params)
+    summary = {
+        "name": cfg.output.name,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "stopped": state.stopped,
+        "classes": prep.classes,
+        "image_shape": list(prep.image_shape),
+        "input_dim": int(prep.features["train"].shape[1]),
+        "features": prep.pipeline.names,
+        "model": prep.model.describe(),
+    }
+    for split in ("val", "test"):
+        if split in prep.features and len(prep.labels[split]):
+            scores = batched_scores(prep.model, prep.features[split])
+            summary[split] = classification_report(prep.labels[split], scores.argmax(axis=1), len(prep.classes))
+            summary[split]["loss"] = evaluate(prep.model, prep.features[split], prep.labels[split])[0]
+    return summary
+
+
+class _InterruptFlag:
+    """Within `with`: the first Ctrl-C sets `raised` (training stops after the current step); a second
+    one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
