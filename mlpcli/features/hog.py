@@ -63,20 +63,23 @@ class Hog(Extractor):
     def _cell_histograms(self, images: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
         """Mean gradient magnitude per cell and orientation bin: (B, H, W, C) uint8 -> (B, rows, cols, bins)."""
         cfg = self.cfg
-        channels = _channels(images, cfg.color, cfg.transform_sqrt)            # (C, B, H, W)
-        cell = cfg.pixels_per_cell
-        d_row, d_col, magnitude2 = _strongest_gradient(channels, (cells[0] * cell, cells[1] * cell))
-        if channels.dtype == np.int32:  # integer gradients in [-255, 255]: look the bin up
-            bins = _integer_gradient_bins(cfg.orientations)[d_row + 255, d_col + 255]
+        planes = _planes(images, cfg.color, cfg.transform_sqrt)                 # (C, B·H·W)
+        d_row, d_col = _gradients(planes, images.shape[1:3])
+        magnitude2 = d_row * d_row + d_col * d_col
+        if planes.dtype == np.int32:  # integer gradients in [-255, 255]: look their bins up in a table
+            d_row *= 511
+            d_row += d_col
+            magnitude2, table_index = _strongest(magnitude2, d_row)
+            bins = _integer_gradient_bins(cfg.orientations).take(table_index)
         else:
+            magnitude2, d_row, d_col = _strongest(magnitude2, d_row, d_col)
             bins = _orientation_bins(d_row, d_col, cfg.orientations)
-        magnitude = np.sqrt(magnitude2, dtype=np.float64)
-        slot = _slot_of_pixel(len(images), cells, cell, cfg.orientations) + bins   # (B, H', W') cell·bin index
-        # one extra bin per cell collects orientations outside every bin range; it is dropped below
-        sums = np.bincount(slot.ravel(), magnitude.ravel(), minlength=len(images) * cells[0] * cells[1]
-                           * (cfg.orientations + 1))
-        sums = sums.reshape(len(images), cells[0], cells[1], cfg.orientations + 1)[..., :cfg.orientations]
-        return sums / (cell * cell)
+        slot = _slot_of_pixel(len(images), images.shape[1:3], cfg.pixels_per_cell, cfg.orientations)
+        slot = slot + bins
+        size = len(images) * cells[0] * cells[1] * (cfg.orientations + 1)
+        sums = np.bincount(slot, np.sqrt(magnitude2, dtype=np.float64), minlength=size + cfg.orientations + 1)
+        sums = sums[:size].reshape(len(images), cells[0], cells[1], cfg.orientations + 1)
+        return sums[..., :cfg.orientations] / (cfg.pixels_per_cell ** 2)
 
 
 def _check_images(images: np.ndarray) -> tuple[int, int, int]:
@@ -86,39 +89,43 @@ def _check_images(images: np.ndarray) -> tuple[int, int, int]:
     return images.shape[:3]
 
 
-def _channels(images: np.ndarray, color: str, transform_sqrt: bool) -> np.ndarray:
-    """The planes HOG sees, (C, B, H, W): int32 when gradients stay integer, else float64 (as skimage)."""
+def _planes(images: np.ndarray, color: str, transform_sqrt: bool) -> np.ndarray:
+    """The flattened planes HOG sees, (C, B·H·W): int32 while gradients stay integer, else float64 (as skimage)."""
     if color == "gray" and images.shape[3] == 3:
         from skimage.color import rgb2gray
-        planes = rgb2gray(images)[None]
+        planes = rgb2gray(images).reshape(1, -1)
     elif transform_sqrt:
-        planes = images.transpose(3, 0, 1, 2).astype(np.float64)
+        planes = images.transpose(3, 0, 1, 2).reshape(images.shape[3], -1).astype(np.float64)
     else:
-        return np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.int32)
+        return images.transpose(3, 0, 1, 2).reshape(images.shape[3], -1).astype(np.int32)
     return np.sqrt(planes) if transform_sqrt else planes
 
 
-def _strongest_gradient(channels: np.ndarray, size: tuple[int, int]):
-    """Centered differences (zero on the image border) of the channel with the largest magnitude per pixel.
+def _gradients(planes: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Centered differences along rows and columns, zero on each image's border: (C, B·H·W) twice."""
+    height, width = size
+    d_row = np.empty_like(planes)
+    d_col = np.empty_like(planes)
+    np.subtract(planes[:, 2 * width:], planes[:, :-2 * width], out=d_row[:, width:-width])
+    np.subtract(planes[:, 2:], planes[:, :-2], out=d_col[:, 1:-1])
+    by_row = d_row.reshape(len(planes), -1, height, width)
+    by_row[:, :, 0] = by_row[:, :, -1] = 0
+    by_col = d_col.reshape(len(planes), -1, width)
+    by_col[:, :, 0] = by_col[:, :, -1] = 0
+    return d_row, d_col
 
-    channels (C, B, H, W) -> d_row, d_col, squared magnitude, each (B, H', W') for the top-left `size`.
+
+def _strongest(magnitude2: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per pixel, the largest squared magnitude over channels (axis 0) and `values` of that channel.
+
+    Ties keep the first channel, as skimage's argmax does.
     """
-    rows, cols = size
-    d_row = np.zeros(channels.shape[:2] + size, channels.dtype)
-    d_col = np.zeros_like(d_row)
-    last_row, last_col = min(rows, channels.shape[2] - 1), min(cols, channels.shape[3] - 1)
-    np.subtract(channels[:, :, 2:last_row + 1, :cols], channels[:, :, :last_row - 1, :cols],
-                out=d_row[:, :, 1:last_row])
-    np.subtract(channels[:, :, :rows, 2:last_col + 1], channels[:, :, :rows, :last_col - 1],
-                out=d_col[:, :, :, 1:last_col])
-    magnitude2 = d_row * d_row + d_col * d_col
-    best_row, best_col, best = d_row[0], d_col[0], magnitude2[0]
-    for c in range(1, len(channels)):  # ties keep the first channel, as argmax does
+    best, chosen = magnitude2[0], [v[0] for v in values]
+    for c in range(1, len(magnitude2)):
         stronger = magnitude2[c] > best
-        best_row = np.where(stronger, d_row[c], best_row)
-        best_col = np.where(stronger, d_col[c], best_col)
+        chosen = [np.where(stronger, v[c], w) for v, w in zip(values, chosen)]
         best = np.maximum(best, magnitude2[c])
-    return best_row, best_col, best
+    return best, *chosen
 
 
 def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> np.ndarray:
@@ -129,7 +136,7 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
     """
     angle = np.rad2deg(np.arctan2(d_row, d_col)) % 180
     step = 180.0 / orientations
-    bins = np.zeros(angle.shape, np.intp)
+    bins = np.zeros(angle.shape, np.uint8)
     for i in range(1, orientations + 1):
         bins += angle >= step * i
     return bins
@@ -137,19 +144,32 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
 
 @functools.lru_cache(maxsize=8)
 def _integer_gradient_bins(orientations: int) -> np.ndarray:
-    """Orientation bin of every integer gradient: table (511, 511) indexed by (d_row + 255, d_col + 255)."""
-    d = np.arange(-255, 256, dtype=np.float64)
-    return _orientation_bins(d[:, None], d[None, :], orientations)
+    """Orientation bin of every integer gradient in [-255, 255]², a table indexed by d_row · 511 + d_col.
+
+    That index runs over -130560..130560 without collisions; negative indices count from the end.
+    """
+    d = np.arange(-255, 256)
+    index = (d[:, None] * 511 + d[None, :]).ravel()
+    table = np.empty(511 * 511, np.uint8)
+    table[index] = _orientation_bins(d[:, None].astype(np.float64), d[None, :].astype(np.float64),
+                                     orientations).ravel()
+    return table
 
 
 @functools.lru_cache(maxsize=8)
-def _slot_of_pixel(n: int, cells: tuple[int, int], cell: int, orientations: int) -> np.ndarray:
-    """First histogram slot of each pixel's cell, (n, rows·cell, cols·cell) int: (image, cell) · (bins + 1)."""
-    rows = np.arange(cells[0] * cell) // cell
-    cols = np.arange(cells[1] * cell) // cell
-    cell_index = rows[:, None] * cells[1] + cols[None, :]
-    image_index = np.arange(n)[:, None, None] * (cells[0] * cells[1])
-    return (image_index + cell_index) * (orientations + 1)
+def _slot_of_pixel(n: int, size: tuple[int, int], cell: int, orientations: int) -> np.ndarray:
+    """First histogram slot of each pixel's cell, (n·H·W,) int: (image, cell row, cell col) · (bins + 1).
+
+    Pixels right or below the last whole cell get a slot past all cells, which is discarded.
+    """
+    rows, cols = size[0] // cell, size[1] // cell
+    row_of_pixel = np.minimum(np.arange(size[0]) // cell, rows)
+    col_of_pixel = np.minimum(np.arange(size[1]) // cell, cols)
+    cell_of_pixel = np.where((row_of_pixel < rows)[:, None] & (col_of_pixel < cols)[None, :],
+                             row_of_pixel[:, None] * cols + col_of_pixel[None, :], n * rows * cols)
+    image_offset = np.arange(n)[:, None, None] * (rows * cols)
+    slots = np.minimum(cell_of_pixel + image_offset, n * rows * cols) * (orientations + 1)
+    return slots.ravel()
 
 
 def _normalize_blocks(histograms: np.ndarray, block: int, method: str) -> np.ndarray:
