@@ -1,0 +1,155 @@
+"""Numerical gradient checks: analytic gradients against centered differences, in float64.
+
+For every checked entry x: numerical = (f(x + h) − f(x − h)) / 2h, relative error
+|a − n| / max(1e-8, |a| + |n|). An entry whose ±h perturbation moves any gate (or the hinge) to another
+linear piece than the unperturbed forward — a kink crossing, where the derivative jumps — is counted
+as `kinked` and left out instead of failing.
+
+Round-off: each numerical derivative is only known to ±r = 10 ε·(|f(x+h)| + |f(x−h)|) / 2h (for a
+gate, summed over the outputs that moved; the gate checks difference the outputs element-wise before
+weighting them with the upstream gradient, so unchanged outputs add nothing). Where |a| + |n| < r / threshold
+a relative error below the threshold cannot be resolved — a hinge net's output-bias gradient, for one,
+is often exactly zero, a sum of ±1/N that cancels — so such entries are counted as `near_zero` and pass
+when |a − n| ≤ r. A small batch of unit-scale inputs keeps the loss of order one and r near 1e-10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlpcli.nn.layers import ACTIVATIONS, Gate, Linear, Maxout
+from mlpcli.nn.losses import LOSSES
+from mlpcli.nn.model import MLP
+
+ROUNDOFF = 10 * np.finfo(np.float64).eps
+"""Relative round-off allowed on each output value of the ±h evaluations (measured: below 4 ε)."""
+
+GATE_BATCH, GATE_INPUTS, GATE_UNITS, GATE_CLASSES = 5, 4, 6, 3
+"""Shapes N, D, H, C of the random inputs `check_gates` feeds each gate: small, so every entry is checked."""
+
+
+@dataclass
+class GradCheckRow:
+    """The outcome for one gradient array."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_rel_error: float     # over the entries checked
+    checked: int             # entries compared
+    kinked: int              # entries skipped because ±h crossed a kink
+    near_zero: int           # checked entries too close to zero for a relative error, compared absolutely
+    passed: bool             # something was checked and max_rel_error < threshold
+
+
+def relative_error(analytic: float, numerical: float) -> float:
+    return abs(analytic - numerical) / max(1e-8, abs(analytic) + abs(numerical))
+
+
+def check_model(model: MLP, X: np.ndarray, y: np.ndarray, *, h: float = 1e-5, samples: int | None = None,
+                rng: np.random.Generator | None = None, threshold: float = 1e-6) -> list[GradCheckRow]:
+    """One row per parameter of a float64 `model` on the batch X (N, D), y (N,): all entries, or a
+    seeded sample of `samples` entries per parameter."""
+    if model.dtype != np.float64:
+        raise ValueError(f"gradient checks need a float64 model, got {model.dtype}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    model.loss_and_grads(X, y)
+    parts = [*model.gates, model.loss]
+    base = _regions(parts)
+
+    def evaluate():
+        return model.loss_value(X, y), _regions(parts)
+
+    rows = []
+    for name, param in model.params.items():
+        analytic = model.grads[name].copy()
+        size = param.size
+        indices = range(size) if samples is None or samples >= size else np.sort(
+            rng.choice(size, samples, replace=False))
+        rows.append(_check(name, param, analytic, evaluate, 1.0, base, h, indices, threshold))
+    return rows
+
+
+def check_gates(model_cfg, loss_cfg, rng: np.random.Generator, *, h: float = 1e-5,
+                threshold: float = 1e-6) -> list[GradCheckRow]:
+    """Each gate type of the configured net alone — Linear, the activation, the loss — on random unit-scale
+    float64 inputs and a random upstream gradient: dX and the parameter gradients against numerical ones."""
+    N, D, H, C = GATE_BATCH, GATE_INPUTS, GATE_UNITS, GATE_CLASSES
+    linear = Linear(rng.standard_normal((D, H)), rng.standard_normal(H))
+    if model_cfg.activation == "maxout":
+        activation, width = Maxout(model_cfg.maxout_pieces), H * model_cfg.maxout_pieces
+    else:
+        activation, width = ACTIVATIONS[model_cfg.activation](model_cfg), H
+    rows = _check_gate(linear, rng.standard_normal((N, D)), rng.standard_normal((N, H)), h, threshold)
+    rows += _check_gate(activation, rng.standard_normal((N, width)), rng.standard_normal((N, H)), h, threshold)
+
+    loss = LOSSES[loss_cfg.name](loss_cfg)
+    scores, y = rng.standard_normal((N, C)), rng.integers(0, C, N)
+    _, dscores = loss(scores, y)
+    base = _regions([loss])
+
+    def evaluate():
+        return loss(scores, y)[0], _regions([loss])
+
+    rows.append(_check(f"{loss.name}.dscores", scores, dscores, evaluate, 1.0, base, h, range(scores.size),
+                       threshold))
+    return rows
+
+
+def _check_gate(gate: Gate, X: np.ndarray, dY: np.ndarray, h: float, threshold: float) -> list[GradCheckRow]:
+    """Rows for dX and every parameter of `gate`, seen as f = Σ forward(X)·dY."""
+    gate.forward(X)
+    base = _regions([gate])
+    analytic = {"dX": gate.backward(dY)} | {key: grad.copy() for key, grad in gate.grads.items()}
+
+    def evaluate():
+        return gate.forward(X), _regions([gate])
+
+    arrays = {"dX": X} | gate.params
+    return [_check(f"{gate.name}.{key}", array, analytic[key], evaluate, dY, base, h, range(array.size), threshold)
+            for key, array in arrays.items()]
+
+
+def _check(name: str, array: np.ndarray, analytic: np.ndarray,
+           evaluate: Callable[[], tuple[np.ndarray | float, list[np.ndarray]]], upstream: np.ndarray | float,
+           base: list[np.ndarray], h: float, indices: Sequence[int], threshold: float) -> GradCheckRow:
+    """Compare analytic[i] with Σ(out(x_i + h) − out(x_i − h))·upstream / 2h for each flat index i of `array`."""
+    flat = array.reshape(-1)            # a view: writing it perturbs the array the model or gate reads
+    assert np.shares_memory(flat, array)
+    worst, checked, kinked, near_zero = 0.0, 0, 0, 0
+    for i in indices:
+        old = flat[i]
+        flat[i] = old + h
+        plus, regions_plus = evaluate()
+        flat[i] = old - h
+        minus, regions_minus = evaluate()
+        flat[i] = old
+        if _moved(regions_plus, base) or _moved(regions_minus, base):
+            kinked += 1
+            continue
+        checked += 1
+        a = float(analytic.reshape(-1)[i])
+        n = float(np.sum((plus - minus) * upstream)) / (2 * h)
+        resolution = _resolution(plus, minus, upstream, h)
+        if abs(a) + abs(n) < resolution / threshold:
+            near_zero += 1
+            if abs(a - n) <= resolution:
+                continue
+        worst = max(worst, relative_error(a, n))
+    return GradCheckRow(name, array.shape, worst, checked, kinked, near_zero, checked > 0 and worst < threshold)
+
+
+def _resolution(plus, minus, upstream, h: float) -> float:
+    """The round-off bound of the numerical derivative: ROUNDOFF relative error on every output that moved."""
+    spread = (np.abs(plus) + np.abs(minus)) * np.abs(upstream)
+    return ROUNDOFF * float(np.sum(np.where(plus != minus, spread, 0))) / (2 * h)
+
+
+def _regions(parts: list) -> list[np.ndarray]:
+    return [region.copy() for part in parts if (region := part.region()) is not None]
+
+
+def _moved(regions: list[np.ndarray], base: list[np.ndarray]) -> bool:
+    return any(not np.array_equal(now, then) for now, then in zip(regions, base))
