@@ -57,12 +57,14 @@ def load(path: str | Path) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
         path = _checkpoint_in(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint (not a zip archive)")
     try:
         arrays = load_npz(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
     except ValueError as err:
-        if "pickle" in str(err):
+        if "Object arrays" in str(err):
             raise CheckpointError(f"{path}: holds object arrays, which mlpcli never writes or loads") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:

@@ -208,10 +208,10 @@ def predict(checkpoint: str, images: tuple[str, ...], top: int, as_json: bool) -
     scores = clf.scores(batch)
     probabilistic = clf.config.loss.name == "softmax"
     values = softmax(scores) if probabilistic else scores
-    kind = "probability" if probabilistic else "score"
+    kind, key = ("probability", "probabilities") if probabilistic else ("score", "scores")
     if as_json:
-        click.echo(json.dumps([{"image": path, "class": clf.classes[int(row.argmax())], kind + "s":
-                                dict(zip(clf.classes, np.round(row, 6).tolist()))}
+        click.echo(json.dumps([{"image": path, "class": clf.classes[int(row.argmax())],
+                                key: dict(zip(clf.classes, np.round(row, 6).tolist()))}
                                for path, row in zip(images, values)], indent=2))
         return
     for path, row in zip(images, values):

@@ -187,24 +187,24 @@ def apply_override(raw: dict, item: str) -> None:
     node, cls = raw, Config
     parts = key.split(".")
     for depth, part in enumerate(parts):
-        fields = {f.name: f for f in dataclasses.fields(cls)} if cls else None
-        if fields is not None and part not in fields:
-            raise ConfigError(unknown_key_message(".".join(parts[:depth + 1]), part, list(fields)))
+        where = ".".join(parts[:depth + 1])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            raise ConfigError(unknown_key_message(where, part, list(fields)))
         if depth == len(parts) - 1:
             node[part] = value
             return
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
+        cls = _dataclass_named(fields[part].type)
+        if cls is None:
+            raise ConfigError(f"override '{item}': '{where}' is a value, not a section; set it whole ({where}=...)")
+        child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override '{item}': '{'.'.join(parts[:depth + 1])}' is not a mapping")
+            raise ConfigError(f"override '{item}': '{where}' is not a mapping in the config file")
         node = child
-        field_type = fields[part].type if fields else None
-        cls = _dataclass_named(field_type)
 
 
-def _dataclass_named(type_name: Any) -> type | None:
-    """The config dataclass a field's (string) annotation names, if any."""
+def _dataclass_named(type_name: str) -> type | None:
+    """The config section class a field's annotation names (None for plain values)."""
     return {c.__name__: c for c in (ShapesConfig, DataConfig, FeaturesConfig, ModelConfig, LossConfig, OptimConfig,
                                     TrainConfig, OutputConfig)}.get(type_name)
 

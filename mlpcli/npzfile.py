@@ -28,7 +28,7 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
                     info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
                     info.external_attr = 0o644 << 16
                     with archive.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                        np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, default_mode())

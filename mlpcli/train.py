@@ -111,7 +111,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
     interrupt = _InterruptFlag()
     bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
-    with interrupt, bar:
+    with interrupt, bar, np.errstate(over="ignore", invalid="ignore"):  # divergence is caught below
         while state.epoch < epochs and not state.stopped:
             tick = time.perf_counter()
             shuffle_rng.bit_generator.state = state.rng_state

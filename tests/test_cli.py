@@ -1,0 +1,157 @@
+"""The `mlp` command line, driven through click's CliRunner: help, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from mlpcli.cli import cli
+from mlpcli.data.builtin import render_shapes
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def trained(runner, tiny_config, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["gradcheck"]])
+def test_every_command_has_help(runner, command):
+    result = runner.invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: " in result.output and "--help" in result.output
+
+
+def test_print_config_shows_defaults_and_overrides(runner):
+    result = runner.invoke(cli, ["train", "--print-config", "optim.lr=0.01"])
+    assert result.exit_code == 0
+    cfg = yaml.safe_load(result.output)
+    assert cfg["optim"]["lr"] == 0.01 and cfg["seed"] == 0
+    assert cfg["features"]["extractors"]
+
+
+def test_train_prints_a_summary_line(runner, tiny_config, tmp_path):
+    result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(tmp_path / "r"), "-q"])
+    assert result.exit_code == 0
+    assert "val accuracy" in result.output and str(tmp_path / "r") in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "model.hiden=[3]"], "Error: unknown key 'model.hiden'; did you mean 'hidden'?"),
+    (["train", "nope.yaml"], "Error: config file not found: nope.yaml"),
+    (["train", "optim.lr=-1"], "Error: optim.lr: -1.0 is out of range; it must be at least 0.0"),
+    (["eval", "missing.npz"], "does not exist"),
+    (["gradcheck", "loss.name=svm"], "Error: loss.name: 'svm' (str) is not one of hinge, softmax"),
+])
+def test_bad_input_is_one_line_without_traceback(runner, args, message):
+    result = runner.invoke(cli, args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_yaml(runner, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed\n")
+    result = runner.invoke(cli, ["train", str(path)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {path}: malformed YAML at line")
+
+
+def test_out_folder_with_a_run_is_never_overwritten(runner, trained, tiny_config):
+    before = (trained / "checkpoints" / "last.npz").read_bytes()
+    result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(trained)])
+    assert result.exit_code == 1
+    assert "already exists and is not empty" in result.output
+    assert (trained / "checkpoints" / "last.npz").read_bytes() == before
+
+
+def test_eval_reports_accuracy_and_confusion(runner, trained):
+    result = runner.invoke(cli, ["eval", str(trained), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    summary = json.loads((trained / "summary.json").read_text())
+    assert report["split"] == "val"
+    assert report["accuracy"] == pytest.approx(summary["val"]["accuracy"])
+    assert report["confusion"] == summary["val"]["confusion"]
+    text = runner.invoke(cli, ["eval", str(trained / "checkpoints" / "last.npz"), "--split", "train"])
+    assert text.exit_code == 0 and "train split" in text.output and "confusion matrix" in text.output
+
+
+def test_eval_of_a_missing_split(runner, trained):
+    result = runner.invoke(cli, ["eval", str(trained), "--split", "test"])
+    assert result.exit_code == 1
+    assert "Error: this dataset has no 'test' split" in result.output
+
+
+def test_eval_of_a_corrupt_checkpoint(runner, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    result = runner.invoke(cli, ["eval", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {bad}: not a readable .npz checkpoint (not a zip archive)"
+
+
+def test_predict_classifies_image_files(runner, trained, tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1, 2])
+    paths = []
+    for label, image in zip(labels, render_shapes(labels, 16, 0.1, rng)):
+        path = tmp_path / f"shape{label}.png"
+        Image.fromarray(image).resize((40, 40)).save(path)   # another size: predict resizes
+        paths.append(str(path))
+    result = runner.invoke(cli, ["predict", str(trained), *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [row["image"] for row in rows] == paths
+    for row in rows:
+        assert set(row["probabilities"]) == {"circle", "square", "triangle"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    text = runner.invoke(cli, ["predict", str(trained), paths[0], "--top", "2"])
+    assert text.exit_code == 0 and text.output.startswith(f"{paths[0]}: ")
+
+
+def test_predict_unreadable_image(runner, trained, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    result = runner.invoke(cli, ["predict", str(trained), str(bad)])
+    assert result.exit_code == 1
+    assert "Error: " in result.output and "bad.png" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.activation=maxout", "loss.name=hinge", "model.hidden=[6,5]"],
+    ["model.activation=elu", "model.hidden=[7]"],
+])
+def test_gradcheck_passes_and_prints_a_table(runner, overrides):
+    result = runner.invoke(cli, ["gradcheck", *overrides])
+    assert result.exit_code == 0, result.output
+    assert "max rel error" in result.output and "FAIL" not in result.output
+    assert result.output.count("pass") == 2 * (len(eval(overrides[-1].split("=")[1])) + 1)
+
+
+def test_gradcheck_per_gate(runner):
+    result = runner.invoke(cli, ["gradcheck", "--gates", "model.activation=leaky_relu"])
+    assert result.exit_code == 0, result.output
+    assert "leaky_relu.dX" in result.output and "linear.W" in result.output
+
+
+def test_gradcheck_catches_a_wrong_backward(runner, monkeypatch):
+    from mlpcli.nn import layers
+
+    monkeypatch.setattr(layers.Tanh, "backward", lambda self, dY: dY)   # forgets the local gradient
+    result = runner.invoke(cli, ["gradcheck", "model.activation=tanh", "model.hidden=[4]"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output and "Error: gradient check failed for layer0.W" in result.output

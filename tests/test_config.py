@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from mlpcli.config import Config, dump_config, load_config
+from mlpcli.errors import ConfigError
+from mlpcli.schema import from_dict
+
+
+def test_defaults_fill_every_section():
+    cfg = load_config()
+    assert cfg.data.source == "shapes"
+    assert cfg.model.hidden == [100]
+    assert cfg.output.name == "default"
+    assert [spec.name for spec in cfg.features.extractors] == [spec.name for spec in load_config().features.extractors]
+
+
+def test_yaml_file_and_dotted_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("optim: {lr: 0.5}\nmodel: {hidden: [8]}\n")
+    cfg = load_config(path, ["optim.lr=0.05", "model.hidden=[256,128]", "loss.name=hinge"])
+    assert cfg.optim.lr == 0.05
+    assert cfg.model.hidden == [256, 128]
+    assert cfg.loss.name == "hinge"
+    assert cfg.output.name == "exp"
+
+
+def test_yaml_reads_exponent_without_dot_as_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("reg: 1e-3\n")           # YAML 1.1 makes this a string
+    assert load_config(path).reg == pytest.approx(1e-3)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(None, ["model.hidden=[7, 5]", "features.extractors=[{pixels: {gray: true}}]"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    again.output.name = cfg.output.name
+    assert dump_config(again) == dump_config(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.hiden=[3]", "unknown key 'model.hiden'; did you mean 'hidden'?"),
+    ("optim.lrr=0.1", "unknown key 'optim.lrr'; did you mean 'lr'?"),
+    ("model.hidden=abc", "model.hidden: expected a list of integers, got 'abc' (str)"),
+    ("model.hidden=[0]", "model.hidden: 0 is out of range; it must be at least 1"),
+    ("train.epochs=2.5", "train.epochs: expected an integer, got 2.5 (float)"),
+    ("optim.name=adm", "optim.name: 'adm' (str) is not one of adam, momentum, rmsprop, sgd; did you mean 'adam'?"),
+    ("data.val_fraction=1.5", "data.val_fraction: 1.5 is out of range; it must be between 0.01 and 0.9"),
+    ("features.extractors=[{hgo: {}}]", "unknown extractor 'features.extractors[0].hgo'"),
+    ("optim.lr", "override 'optim.lr' is not of the form key.path=value"),
+    ("seed.x=1", "'seed' is a value, not a section"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  hidden: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: malformed YAML at line \d+"):
+        load_config(path)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found: nope.yaml"):
+        load_config("nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="model: expected a mapping of keys, got 5"):
+        from_dict(Config, {"model": 5})
+
+
+def test_booleans_are_not_numbers():
+    with pytest.raises(ConfigError, match="reg: expected a number, got True"):
+        from_dict(Config, {"reg": True})

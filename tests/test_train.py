@@ -1,0 +1,159 @@
+"""Training: reproducible to the byte, resumable after Ctrl-C or kill -9, loud on divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlpcli import checkpoint
+from mlpcli.config import load_config
+from mlpcli.errors import TrainingError
+from mlpcli.rundir import RunDir
+from mlpcli.train import train
+from tests.helpers import sha256
+
+
+def run_once(config: Path, out: Path, overrides=()) -> RunDir:
+    cfg = load_config(config, list(overrides))
+    run = RunDir.create(cfg, out)
+    train(cfg, run, progress=False)
+    return run
+
+
+def metrics_without_time(run: RunDir) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in run.read_metrics()]
+
+
+def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run")
+    rows = run.read_metrics()
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    assert rows[1]["lr"] == pytest.approx(0.05 * 0.95)
+    summary = json.loads(run.summary.read_text())
+    assert summary["epochs_run"] == 4 and summary["stopped"] == "completed"
+    assert summary["val"]["accuracy"] == max(row["val_acc"] for row in rows)
+    assert load_config(run.config).model.hidden == [16]
+    best = checkpoint.load(run.best)
+    assert best.progress["epoch"] == summary["best_epoch"]
+    assert best.classes == ["circle", "square", "triangle"]
+
+
+def test_same_config_gives_identical_checkpoints_and_metrics(tiny_config, tmp_path):
+    a, b = run_once(tiny_config, tmp_path / "a"), run_once(tiny_config, tmp_path / "b")
+    assert sha256(a.last) == sha256(b.last)
+    assert sha256(a.best) == sha256(b.best)
+    assert metrics_without_time(a) == metrics_without_time(b)
+
+
+def test_another_seed_gives_another_run(tiny_config, tmp_path):
+    a, b = run_once(tiny_config, tmp_path / "a"), run_once(tiny_config, tmp_path / "b", ["seed=4"])
+    assert sha256(a.last) != sha256(b.last)
+
+
+class Crash(BaseException):
+    """Stands for the process dying (kill -9) right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("crash_after_saves", [1, 4, 5])
+def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeypatch, crash_after_saves):
+    reference = run_once(tiny_config, tmp_path / "reference")
+    real_save, saves = checkpoint.save, []
+
+    def save_then_crash(path, ckpt):
+        real_save(path, ckpt)
+        saves.append(path)
+        if len(saves) == crash_after_saves:
+            raise Crash
+
+    monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    cfg = load_config(tiny_config)
+    run = RunDir.create(cfg, tmp_path / "crashed")
+    with pytest.raises(Crash):
+        train(cfg, run, progress=False)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    if not run.last.exists():  # died before the first last.npz: start over
+        run = RunDir.create(cfg, tmp_path / "again")
+        train(cfg, run, progress=False)
+    else:
+        train(load_config(run.config), run, resume=True, progress=False)
+    assert sha256(run.last) == sha256(reference.last)
+    assert sha256(run.best) == sha256(reference.best)
+    assert metrics_without_time(run) == metrics_without_time(reference)
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mlpcli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(run_dir: Path, epochs: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= epochs:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early: {proc.communicate()}")
+        time.sleep(0.02)
+    pytest.fail("training did not reach the epoch in time")
+
+
+@pytest.fixture
+def slower_config(tiny_config) -> Path:
+    """The tiny config with more epochs and data, so a signal lands mid-run."""
+    text = tiny_config.read_text().replace("epochs: 4", "epochs: 12").replace("per_class: 30", "per_class: 150")
+    tiny_config.write_text(text)
+    return tiny_config
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
+def test_real_interruption_then_resume_is_byte_identical(slower_config, tmp_path, sig, code):
+    reference = tmp_path / "reference"
+    done = subprocess.run([sys.executable, "-m", "mlpcli", "train", str(slower_config), "--out", str(reference), "-q"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    broken = tmp_path / "broken"
+    proc = _start(["train", str(slower_config), "--out", str(broken), "-q"], tmp_path)
+    _wait_for_epochs(broken, 2, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    if sig == signal.SIGINT:
+        assert "mlp train --resume" in stderr and "Traceback" not in stderr
+    resumed = subprocess.run([sys.executable, "-m", "mlpcli", "train", "--resume", str(broken), "-q"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("last.npz", "best.npz"):
+        assert sha256(broken / "checkpoints" / name) == sha256(reference / "checkpoints" / name)
+    assert metrics_without_time(RunDir(broken)) == metrics_without_time(RunDir(reference))
+
+
+def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, ["optim.lr=1e30", "optim.schedule=constant"])
+    run = RunDir.create(cfg, tmp_path / "run")
+    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+; lower the learning rate"):
+        train(cfg, run, progress=False)
+    if run.last.exists():
+        assert checkpoint.load(run.last).progress["epoch"] >= 1
+
+
+def test_resuming_a_finished_run_says_so(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run")
+    with pytest.raises(Exception, match="already finished"):
+        train(load_config(run.config), run, resume=True, progress=False)
+
+
+def test_early_stopping_with_patience(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run", ["train.patience=1", "train.epochs=40", "optim.lr=0.5"])
+    summary = json.loads(run.summary.read_text())
+    assert summary["stopped"] == "early_stop"
+    assert summary["epochs_run"] == summary["best_epoch"] + 1
