@@ -1,0 +1,127 @@
+"""Fetching the official archives of the public datasets, and finding a dataset on disk.
+
+`download("cifar10", "data")` fetches the archive with a progress bar, checks every file's MD5 against
+the official checksum (as published with torchvision's dataset classes), and unpacks it into
+`data/cifar10`, the folder to point `data.path` at. Nothing half-written is left behind: files are
+downloaded and unpacked inside a temporary folder that is renamed into place only when all is verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mlpcli.errors import DataError
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A dataset published as files under one URL: `files` are (file name, MD5 hex digest) pairs.
+
+    Files ending in .tar.gz are unpacked; others (the gzipped IDX files) are kept as they are.
+    """
+
+    name: str
+    base_url: str
+    files: tuple[tuple[str, str], ...]
+
+
+ARCHIVES = {archive.name: archive for archive in [
+    Archive("cifar10", "https://www.cs.toronto.edu/~kriz/",
+            (("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),)),
+    Archive("cifar100", "https://www.cs.toronto.edu/~kriz/",
+            (("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),)),
+    Archive("mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            (("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+             ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+             ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+             ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"))),
+    Archive("fashion-mnist", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+             ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+             ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+             ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"))),
+]}
+
+
+def download(name: str, dest_dir: str | Path, *, base_url: str | None = None, progress: bool = True) -> Path:
+    """Fetch, verify and unpack dataset `name` into `dest_dir/name`; returns that folder (for `data.path`).
+
+    `base_url` replaces the official location (a mirror). If the folder already exists it is returned
+    as it is, without any download.
+    """
+    if name not in ARCHIVES:
+        raise DataError(f"no download for dataset '{name}'; available: {', '.join(ARCHIVES)}")
+    archive = ARCHIVES[name]
+    if base_url is not None:
+        archive = Archive(archive.name, base_url, archive.files)
+    return fetch(archive, dest_dir, progress=progress)
+
+
+def fetch(archive: Archive, dest_dir: str | Path, *, progress: bool = True) -> Path:
+    """Download `archive` into `dest_dir/archive.name`, verified and unpacked; see `download`."""
+    target = Path(dest_dir).expanduser() / archive.name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}-", suffix=".part", dir=target.parent))
+    try:
+        for filename, md5 in archive.files:
+            path = staging / filename
+            _fetch_file(archive.base_url.rstrip("/") + "/" + filename, path, md5, progress)
+            if filename.endswith(".tar.gz"):
+                _unpack(path, staging)
+                path.unlink()
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def dataset_path(source: str, path: str | None) -> Path:
+    """The existing file or folder `data.path` names for `source`, or a DataError saying how to get one."""
+    hint = (f"; `mlp data download {source} --dir data` fetches it into data/{source}"
+            if source in ARCHIVES else "")
+    if path is None:
+        raise DataError(f"data.path is not set: point it at the {source} dataset{hint}")
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise DataError(f"data.path {path} does not exist{hint}")
+    return resolved
+
+
+def _fetch_file(url: str, path: Path, md5: str, progress: bool) -> None:
+    """Stream `url` into `path` with a progress bar, checking its MD5."""
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, disable=not progress) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as err:
+        raise DataError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DataError(f"download of {url} failed: {reason}; check the network or pass a mirror URL") from None
+    if digest.hexdigest() != md5:
+        raise DataError(f"download of {url} is corrupt: MD5 {digest.hexdigest()}, expected {md5}; try again")
+
+
+def _unpack(path: Path, into: Path) -> None:
+    """Extract tar.gz `path` into folder `into`, refusing members that would land outside it."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        raise DataError(f"cannot unpack {path.name}: {err}") from None

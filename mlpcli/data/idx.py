@@ -1,0 +1,92 @@
+"""The `mnist` and `fashion-mnist` sources: IDX files (LeCun's format), raw or gzipped. No pickle.
+
+`data.path` is the folder holding train-images-idx3-ubyte and train-labels-idx1-ubyte (and, for the
+test split, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte), each optionally ending in .gz.
+An IDX file is a magic number (two zero bytes, a type code, the number of dimensions), the dimensions as
+big-endian uint32, then the values; only type 0x08 (unsigned bytes) is used by these datasets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from mlpcli.config import DataConfig
+from mlpcli.data.convert import to_dataset
+from mlpcli.data.dataset import Dataset
+from mlpcli.data.download import dataset_path
+from mlpcli.errors import DataError
+
+MNIST_CLASSES = [str(digit) for digit in range(10)]
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+UBYTE = 0x08
+
+
+def load_mnist(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+    """MNIST digits: 60,000 training and 10,000 test images, 28x28 gray, classes "0".."9"."""
+    return _load(cfg, "mnist", MNIST_CLASSES)
+
+
+def load_fashion_mnist(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+    """Fashion-MNIST (Zalando): 60,000 training and 10,000 test images, 28x28 gray, 10 clothing classes."""
+    return _load(cfg, "fashion-mnist", FASHION_MNIST_CLASSES)
+
+
+def _load(cfg: DataConfig, source: str, classes: list[str]) -> dict[str, Dataset]:
+    root = dataset_path(source, cfg.path)
+    splits = {"train": "train"}
+    if find(root, "t10k-images-idx3-ubyte") or find(root, "t10k-labels-idx1-ubyte"):
+        splits["test"] = "t10k"
+    datasets = {}
+    for split, prefix in splits.items():
+        images_path = _require(root, f"{prefix}-images-idx3-ubyte")
+        labels_path = _require(root, f"{prefix}-labels-idx1-ubyte")
+        images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
+        if len(images) != len(labels):
+            raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+        datasets[split] = to_dataset(images[..., None], labels, classes, str(labels_path), cfg.size, cfg.mode)
+    return datasets
+
+
+def find(root: Path, name: str) -> Path | None:
+    """`root/name` or `root/name.gz`, whichever exists."""
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _require(root: Path, name: str) -> Path:
+    path = find(root, name)
+    if path is None:
+        raise DataError(f"missing file {root / name} (or {name}.gz); is data.path the folder of the IDX files?")
+    return path
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """The uint8 array of `ndim` dimensions in IDX file `path` (gzipped if it ends in .gz)."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as file:
+            raw = file.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot read {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    if raw[2] != UBYTE:
+        raise DataError(f"{path} holds IDX type 0x{raw[2]:02x}; only unsigned bytes (0x08) are supported")
+    if raw[3] != ndim:
+        raise DataError(f"{path} has {raw[3]} dimensions, expected {ndim} "
+                        f"({'images' if ndim == 3 else 'labels'}); are the file names swapped?")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (its header is incomplete)")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path} has {len(raw)} bytes but its header {shape} needs {expected}; "
+                        "the file is truncated or damaged")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()  # writable, owns its memory
