@@ -60,7 +60,7 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, *, h: float = 1e-5, sa
     base = _regions(parts)
 
     def evaluate():
-        return model.loss_value(X, y), _regions(parts)
+        return model.loss(model.scores(X), y)[0] + model.penalty(), _regions(parts)
 
     rows = []
     for name, param in model.params.items():

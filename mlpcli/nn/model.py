@@ -60,9 +60,9 @@ class MLP:
             dout = gate.backward(dout)
         return data_loss + self._regularize(), scores
 
-    def loss_value(self, X: np.ndarray, y: np.ndarray) -> float:
-        """The loss on a batch, forward only (grads untouched)."""
-        return self.loss(self.scores(X), y)[0] + self.reg * self._weight_norm()
+    def penalty(self) -> float:
+        """The L2 term λ·Σ_k ΣW_k² over the weight matrices."""
+        return self.reg * sum(float(np.vdot(W, W)) for name, W in self.params.items() if name.endswith(".W"))
 
     def load_params(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy weights from `arrays` (as saved from `params`), after checking every key, shape and dtype."""
@@ -90,21 +90,13 @@ class MLP:
         return " ".join(["-".join(map(str, sizes)), *activations, self.loss.name])
 
     def _regularize(self) -> float:
-        """λ·Σ_k ΣW_k², adding its gradient 2λW to the weight gradients."""
+        """The L2 term, adding its gradient 2λW to the weight gradients."""
         if self.reg == 0:
             return 0.0
         for name, W in self.params.items():
             if name.endswith(".W"):
                 self.grads[name] += (2 * self.reg) * W
-        return self.reg * self._weight_norm()
-
-    def penalty(self) -> float:
-        """The regularization term λ·Σ_k ΣW_k² of the loss."""
-        return self.reg * self._weight_norm()
-
-    def _weight_norm(self) -> float:
-        """Σ_k ΣW_k² over the weight matrices."""
-        return sum(float(np.vdot(W, W)) for name, W in self.params.items() if name.endswith(".W"))
+        return self.penalty()
 
 
 def init_weights(fan_in: int, fan_out: int, model_cfg, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""The MLP: built from config, forward/backward through the gates, L2 term, loading weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlpcli.config import LossConfig, ModelConfig
+from mlpcli.errors import CheckpointError
+from mlpcli.nn.layers import Linear, Maxout, ReLU, Tanh
+from mlpcli.nn.model import MLP
+
+
+def build(hidden, activation="relu", loss="softmax", reg=0.0, dtype="float32", seed=0, **model):
+    cfg = ModelConfig(hidden=hidden, activation=activation, dtype=dtype, **model)
+    return MLP.from_config(6, 3, cfg, LossConfig(name=loss), reg, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("hidden, widths", [([], [(6, 3)]), ([5], [(6, 5), (5, 3)]),
+                                            ([5, 4], [(6, 5), (5, 4), (4, 3)]),
+                                            ([5, 4, 2], [(6, 5), (5, 4), (4, 2), (2, 3)])])
+def test_layers_follow_the_hidden_sizes(hidden, widths):
+    model = build(hidden)
+    assert [model.params[f"layer{i}.W"].shape for i in range(len(widths))] == widths
+    assert list(model.params) == list(model.grads) == [f"layer{i}.{k}" for i in range(len(widths)) for k in "Wb"]
+    assert [type(g) for g in model.gates] == [Linear, ReLU] * len(hidden) + [Linear]
+    assert all(not model.params[f"layer{i}.b"].any() for i in range(len(widths)))
+
+
+def test_maxout_layer_is_a_wider_linear_then_maxout():
+    model = build([5], activation="maxout", maxout_pieces=3)
+    assert model.params["layer0.W"].shape == (6, 15) and model.params["layer1.W"].shape == (5, 3)
+    assert isinstance(model.gates[1], Maxout) and model.gates[1].pieces == 3
+    assert model.describe() == "6-5-3 maxout softmax"
+
+
+def test_describe():
+    assert build([5, 4], activation="tanh", loss="hinge").describe() == "6-5-4-3 tanh hinge"
+    assert build([]).describe() == "6-3 softmax"
+
+
+def test_params_are_the_arrays_the_gates_use():
+    model = build([5], activation="tanh", dtype="float64")
+    assert model.params["layer1.W"] is model.gates[2].params["W"]
+    assert model.grads["layer0.b"] is model.gates[0].grads["b"]
+    X = np.random.default_rng(1).standard_normal((2, 6))
+    before = model.scores(X).copy()
+    model.params["layer1.b"] += 1.0                  # an optimizer updates in place
+    np.testing.assert_allclose(model.scores(X), before + 1.0)
+
+
+@pytest.mark.parametrize("init, std", [("he", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 600)), ("normal", 0.05)])
+def test_initialization_scale(init, std):
+    cfg = ModelConfig(hidden=[200], init=init, init_std=0.05)
+    model = MLP.from_config(400, 10, cfg, LossConfig(), 0.0, np.random.default_rng(0))
+    W = model.params["layer0.W"]
+    assert W.dtype == np.float32
+    assert W.std() == pytest.approx(std, rel=0.02) and abs(W.mean()) < std / 50
+
+
+def test_same_seed_same_weights_and_dtype_follows_config():
+    a, b = build([5], seed=7), build([5], seed=7)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    assert not np.array_equal(a.params["layer0.W"], build([5], seed=8).params["layer0.W"])
+    model = build([5], dtype="float64")
+    assert all(p.dtype == np.float64 for p in model.params.values())
+    assert model.scores(np.ones((2, 6), dtype=np.float32)).dtype == np.float64
+
+
+def test_forward_is_the_composition_of_the_layers():
+    model = build([5, 4], activation="tanh", dtype="float64")
+    X = np.random.default_rng(2).standard_normal((3, 6))
+    p = model.params
+    hidden = np.tanh(np.tanh(X @ p["layer0.W"] + p["layer0.b"]) @ p["layer1.W"] + p["layer1.b"])
+    np.testing.assert_allclose(model.scores(X), hidden @ p["layer2.W"] + p["layer2.b"])
+
+
+def test_l2_term_adds_lambda_sum_of_squared_weights_and_its_gradient():
+    reg = 0.3
+    plain, regularized = build([5], dtype="float64"), build([5], dtype="float64", reg=reg)
+    X, y = np.random.default_rng(3).standard_normal((4, 6)), np.array([0, 1, 2, 1])
+    loss, scores = plain.loss_and_grads(X, y)
+    loss_reg, scores_reg = regularized.loss_and_grads(X, y)
+    weights = [plain.params["layer0.W"], plain.params["layer1.W"]]
+    assert loss_reg == pytest.approx(loss + reg * sum(np.sum(W ** 2) for W in weights), rel=1e-12)
+    assert regularized.penalty() == pytest.approx(loss_reg - loss, rel=1e-12)
+    np.testing.assert_array_equal(scores, scores_reg)
+    for name in plain.grads:
+        extra = 2 * reg * plain.params[name] if name.endswith(".W") else 0     # biases are not regularized
+        np.testing.assert_allclose(regularized.grads[name], plain.grads[name] + extra, atol=1e-14)
+
+
+def test_training_steps_fit_a_small_problem():
+    """Hand-written backprop plus plain gradient steps separates three Gaussian blobs."""
+    rng = np.random.default_rng(4)
+    centers = rng.standard_normal((3, 6)) * 3
+    y = rng.integers(0, 3, 150)
+    X = (centers[y] + rng.standard_normal((150, 6))).astype(np.float32)
+    model = build([16], reg=1e-4)
+    first, _ = model.loss_and_grads(X, y)
+    for _ in range(100):
+        loss, scores = model.loss_and_grads(X, y)
+        for name, grad in model.grads.items():
+            model.params[name] -= 0.1 * grad
+    assert loss < first / 4
+    assert np.mean(scores.argmax(axis=1) == y) > 0.95
+
+
+def test_load_params_round_trip():
+    source, target = build([5], seed=1), build([5], seed=2)
+    target.load_params({name: array.copy() for name, array in source.params.items()})
+    X = np.ones((1, 6), dtype=np.float32)
+    np.testing.assert_array_equal(target.scores(X), source.scores(X))
+    assert target.params["layer0.W"] is target.gates[0].params["W"]
+
+
+def test_load_params_names_what_does_not_fit():
+    model = build([5])
+    arrays = {name: array.copy() for name, array in model.params.items()}
+    before = model.params["layer0.W"].copy()
+    with pytest.raises(CheckpointError, match="no array 'layer1.b'"):
+        model.load_params({k: v + 1 for k, v in arrays.items() if k != "layer1.b"})
+    np.testing.assert_array_equal(model.params["layer0.W"], before)   # nothing copied on failure
+    with pytest.raises(CheckpointError, match=r"'layer1.W' is float32 \(4, 3\).*needs float32 \(5, 3\)"):
+        model.load_params(arrays | {"layer1.W": np.zeros((4, 3), dtype=np.float32)})
+    with pytest.raises(CheckpointError, match=r"'layer0.b' is float64 .*needs float32"):
+        model.load_params(arrays | {"layer0.b": np.zeros(5)})
+
+
+def test_gates_can_be_composed_by_hand():
+    gates = [Linear(np.eye(2), np.zeros(2), input_grad=False), Tanh(), Linear(np.eye(2), np.zeros(2))]
+    model = MLP(gates, build([]).loss, reg=0.0)
+    assert model.describe() == "2-2-2 tanh softmax" and model.dtype == np.float64
