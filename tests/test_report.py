@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlpcli.config import Config, dump_config, load_config
+from mlpcli.data.dataset import Dataset
+from mlpcli.errors import MlpError
+from mlpcli.features import ExtractorSpec
+from mlpcli.features.pixels import PixelsConfig
+from mlpcli.metrics import classification_report
+from mlpcli.report import write_report
+from mlpcli.rundir import RunDir
+from mlpcli.train import train
+
+CLASSES = ["cat", "dog", "<b>bird</b>"]
+
+
+class LinearClassifier:
+    """The Classifier interface over scores = pixels @ W, on raw 8×8 RGB pixels."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.config = Config()
+        self.config.features.extractors = [ExtractorSpec("pixels", PixelsConfig())]
+        self.classes = CLASSES
+        self.image_shape = (8, 8, 3)
+        self.model = SimpleNamespace(params={"layer0.W": rng.normal(size=(8 * 8 * 3, len(CLASSES)))})
+        self.pipeline = SimpleNamespace(names=["pixels"], std=None)
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1) / 255 @ self.model.params["layer0.W"]
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A finished run folder, its classifier and validation split."""
+    rng = np.random.default_rng(0)
+    classifier = LinearClassifier(rng)
+    val = Dataset(rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, 30), CLASSES)
+    predicted = classifier.scores(val.images).argmax(axis=1)
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text(dump_config(classifier.config))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_loss": 1 / e, "train_acc": 0.5 + e / 20, "val_loss": 1.2 / e,
+                    "val_acc": 0.3 + e / 30, "lr": 0.1, "seconds": 0.25}) + "\n" for e in range(1, 6)))
+    summary = {"name": "linear", "started": "2026-01-02T10:00:00+00:00", "seconds": 3.5, "epochs_run": 5,
+               "best_epoch": 5, "stopped": "completed", "classes": CLASSES, "image_shape": [8, 8, 3],
+               "input_dim": 192, "features": ["pixels"], "model": "192-3 softmax",
+               "val": {**classification_report(val.labels, predicted, 3), "loss": 1.1}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return SimpleNamespace(folder=folder, classifier=classifier, val=val, predicted=predicted)
+
+
+def sources(html_path) -> list[str]:
+    return re.findall(r'src="([^"]+)"', html_path.read_text(encoding="utf-8"))
+
+
+def test_report_references_files_that_exist(run):
+    path = write_report(run.folder, run.classifier, run.val)
+    assert path == run.folder / "report.html"
+    srcs = sources(path)
+    assert srcs[:3] == ["training_curves.png", "confusion_val.png", "weight_templates.png"]
+    for src in srcs:
+        with Image.open(run.folder / src) as image:
+            assert image.format == "PNG"
+
+
+def test_report_shows_the_most_confident_mistakes_with_their_images(run):
+    html = write_report(run.folder, run.classifier, run.val, max_examples=5).read_text(encoding="utf-8")
+    scores = run.classifier.scores(run.val.images)
+    wrong = np.flatnonzero(run.predicted != run.val.labels)
+    margin = scores[wrong, run.predicted[wrong]] - scores[wrong, run.val.labels[wrong]]
+    expected = wrong[np.argsort(-margin)][:5]
+    thumbs = [src for src in re.findall(r'src="([^"]+)"', html) if src.startswith("report/")]
+    assert thumbs == [f"report/val-{i}.png" for i in expected]
+    for i in expected:
+        saved = np.asarray(Image.open(run.folder / f"report/val-{i}.png"))
+        np.testing.assert_array_equal(saved, run.val.images[i])
+    first = html.index(f"report/val-{expected[0]}.png")
+    caption = html[first:html.index("</figure>", first)]
+    true, predicted = CLASSES[run.val.labels[expected[0]]], CLASSES[run.predicted[expected[0]]]
+    assert caption.index(escape(true)) < caption.index("→") < caption.index(escape(predicted))
+    assert re.search(r"\(\d+%\)", caption)               # softmax confidence of the prediction
+    assert f"5 of the mistakes among {len(run.val)} validation images" in html
+
+
+def escape(name: str) -> str:
+    return name.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_report_tables(run):
+    html = write_report(run.folder, run.classifier, run.val).read_text(encoding="utf-8")
+    assert "<b>bird</b>" not in html and "&lt;b&gt;bird&lt;/b&gt;" in html
+    metrics = html[html.index("Metrics per epoch"):html.index("Per-class")]
+    assert metrics.count("<tr>") + metrics.count('<tr class="best">') == 1 + 5
+    assert '<tr class="best"><td>5</td>' in metrics
+    per_class = html[html.index("Per-class"):html.index("Misclassified")]
+    report = classification_report(run.val.labels, run.predicted, 3)
+    for c, name in enumerate(CLASSES):
+        assert (f"<td>{escape(name)}</td><td>{np.sum(run.val.labels == c)}</td>"
+                f"<td>{report['precision'][c]:.1%}</td><td>{report['recall'][c]:.1%}</td>") in per_class
+    assert "optim:" in html and "extractors:" in html     # the resolved config
+
+
+def test_rewriting_drops_thumbnails_of_the_previous_report(run):
+    write_report(run.folder, run.classifier, run.val, max_examples=8)
+    write_report(run.folder, run.classifier, run.val, max_examples=2)
+    assert len(list((run.folder / "report").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("missing", ["summary.json", "metrics.jsonl", "config.yaml"])
+def test_missing_pieces_are_named(run, missing):
+    (run.folder / missing).unlink()
+    with pytest.raises(MlpError, match=rf"cannot report on .*run: .*{re.escape(missing)} is missing"):
+        write_report(run.folder, run.classifier, run.val)
+
+
+def test_without_a_classifier_the_best_checkpoint_is_needed(run):
+    with pytest.raises(MlpError, match=r"checkpoints/best.npz is missing"):
+        write_report(run.folder)
+
+
+def test_a_different_validation_split_is_refused(run):
+    shuffled = Dataset(run.val.images[::-1].copy(), run.val.labels, CLASSES)
+    with pytest.raises(MlpError, match="do not reproduce the validation results"):
+        write_report(run.folder, run.classifier, shuffled)
+
+
+def test_report_of_a_real_run_rebuilds_its_validation_split(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, [f"output.dir={tmp_path}"])
+    folder = RunDir.create(cfg)
+    train(cfg, folder, progress=False)
+    path = write_report(folder.path)
+    srcs = sources(path)
+    assert {"training_curves.png", "confusion_val.png", "weight_templates.png"} <= set(srcs)
+    assert all((folder.path / src).is_file() for src in srcs)
