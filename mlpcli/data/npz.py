@@ -45,6 +45,8 @@ def load(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"cannot read {path}: not a .npz file (save one with np.savez(path, X=images, y=labels))")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
