@@ -70,6 +70,7 @@ class Hog(Extractor):
             d_row *= 511
             d_row += d_col
             magnitude2, table_index = _strongest(magnitude2, d_row)
+            table_index += 255 * 511 + 255
             bins = _integer_gradient_bins(cfg.orientations).take(table_index)
         else:
             magnitude2, d_row, d_col = _strongest(magnitude2, d_row, d_col)
@@ -77,7 +78,7 @@ class Hog(Extractor):
         slot = _slot_of_pixel(len(images), images.shape[1:3], cfg.pixels_per_cell, cfg.orientations)
         slot = slot + bins
         size = len(images) * cells[0] * cells[1] * (cfg.orientations + 1)
-        sums = np.bincount(slot, np.sqrt(magnitude2, dtype=np.float64), minlength=size + cfg.orientations + 1)
+        sums = np.bincount(slot, np.sqrt(magnitude2, dtype=np.float32), minlength=size + cfg.orientations + 1)
         sums = sums[:size].reshape(len(images), cells[0], cells[1], cfg.orientations + 1)
         return sums[..., :cfg.orientations] / (cfg.pixels_per_cell ** 2)
 
@@ -123,9 +124,14 @@ def _strongest(magnitude2: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray,
     best, chosen = magnitude2[0], [v[0] for v in values]
     for c in range(1, len(magnitude2)):
         stronger = magnitude2[c] > best
-        chosen = [np.where(stronger, v[c], w) for v, w in zip(values, chosen)]
+        chosen = [_select(stronger, v[c], w) for v, w in zip(values, chosen)]
         best = np.maximum(best, magnitude2[c])
     return best, *chosen
+
+
+def _select(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.where(mask, a, b), exactly, as arithmetic: np.where slows down several-fold on large random masks."""
+    return a * mask + b * ~mask
 
 
 def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> np.ndarray:
@@ -134,7 +140,9 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
     Bin i holds angles in [180/n · i, 180/n · (i+1)) degrees; bin n holds the rare angle that float
     rounding leaves outside every range (skimage then counts it nowhere).
     """
-    angle = np.rad2deg(np.arctan2(d_row, d_col)) % 180
+    degrees = np.rad2deg(np.arctan2(d_row, d_col))                  # in [-180, 180]
+    angle = degrees + (degrees < 0) * 180.0                         # degrees % 180, but ten times faster,
+    angle -= (angle == 180) * 180.0                                 # and rounded the same way
     step = 180.0 / orientations
     bins = np.zeros(angle.shape, np.uint8)
     for i in range(1, orientations + 1):
@@ -144,32 +152,24 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
 
 @functools.lru_cache(maxsize=8)
 def _integer_gradient_bins(orientations: int) -> np.ndarray:
-    """Orientation bin of every integer gradient in [-255, 255]², a table indexed by d_row · 511 + d_col.
-
-    That index runs over -130560..130560 without collisions; negative indices count from the end.
-    """
-    d = np.arange(-255, 256)
-    index = (d[:, None] * 511 + d[None, :]).ravel()
-    table = np.empty(511 * 511, np.uint8)
-    table[index] = _orientation_bins(d[:, None].astype(np.float64), d[None, :].astype(np.float64),
-                                     orientations).ravel()
-    return table
+    """Orientation bin of every integer gradient in [-255, 255]², a table indexed by (d_row + 255) · 511 + d_col + 255."""
+    d = np.arange(-255, 256, dtype=np.float64)
+    return _orientation_bins(d[:, None], d[None, :], orientations).ravel()
 
 
 @functools.lru_cache(maxsize=8)
 def _slot_of_pixel(n: int, size: tuple[int, int], cell: int, orientations: int) -> np.ndarray:
-    """First histogram slot of each pixel's cell, (n·H·W,) int: (image, cell row, cell col) · (bins + 1).
+    """First histogram slot of each pixel's cell, (n·H·W,): ((image · rows + row) · cols + col) · (bins + 1).
 
-    Pixels right or below the last whole cell get a slot past all cells, which is discarded.
+    Pixels right of or below the last whole cell get the slot after all cells' slots, which is discarded.
     """
     rows, cols = size[0] // cell, size[1] // cell
-    row_of_pixel = np.minimum(np.arange(size[0]) // cell, rows)
-    col_of_pixel = np.minimum(np.arange(size[1]) // cell, cols)
-    cell_of_pixel = np.where((row_of_pixel < rows)[:, None] & (col_of_pixel < cols)[None, :],
-                             row_of_pixel[:, None] * cols + col_of_pixel[None, :], n * rows * cols)
-    image_offset = np.arange(n)[:, None, None] * (rows * cols)
-    slots = np.minimum(cell_of_pixel + image_offset, n * rows * cols) * (orientations + 1)
-    return slots.ravel()
+    row, col = np.arange(size[0]) // cell, np.arange(size[1]) // cell
+    slot = (np.arange(n)[:, None, None] * (rows * cols) + row[:, None] * cols + col) * (orientations + 1)
+    discarded = n * rows * cols * (orientations + 1)
+    slot[:, row >= rows, :] = discarded
+    slot[:, :, col >= cols] = discarded
+    return slot.ravel()
 
 
 def _normalize_blocks(histograms: np.ndarray, block: int, method: str) -> np.ndarray:
