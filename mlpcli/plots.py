@@ -13,6 +13,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.colors import PowerNorm
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from mlpcli.errors import MlpError
@@ -33,6 +34,7 @@ STYLE = {
     "savefig.facecolor": "white",
 }
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
+SHARE_GAMMA = 0.5       # confusion colours ∝ share**γ, so that small confusions stay visible
 TEMPLATE_BORDER = 0.25  # gray level of the lines between weight tiles
 
 
@@ -90,7 +92,8 @@ def training_curves(metrics: list[dict], path: str | Path, title: str | None = N
 
 
 def confusion_matrix(confusion, classes: list[str], path: str | Path, title: str = "Confusion matrix") -> Path:
-    """A C×C confusion matrix (rows = true class): counts as text, colour = fraction of the true class.
+    """A C×C confusion matrix (rows = true class): counts as text, colour = share of the true class
+    (on a square-root scale, so that confusions of a few percent show).
 
     The figure grows with C so that 2 to 100 class names stay readable; counts are written in the
     cells only while they fit.
@@ -105,10 +108,12 @@ def confusion_matrix(confusion, classes: list[str], path: str | Path, title: str
     label_room = 0.5 + max(len(c) for c in classes) * label_size * 0.6 / 72
     side = n * cell + label_room
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(max(4.5, side + 1.6), max(3.8, side + 0.9))
+        fig = _figure(max(4.5, side + 1.6), max(3.8, side + 0.5))
         ax = fig.subplots()
-        image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        bar = fig.colorbar(image, ax=ax, shrink=0.8 if n <= 20 else 0.5, format=PercentFormatter(1.0))
+        norm = PowerNorm(SHARE_GAMMA, vmin=0, vmax=1)
+        image = ax.imshow(fractions, cmap="Blues", norm=norm, interpolation="nearest")
+        bar = fig.colorbar(image, ax=ax, shrink=0.8 if n <= 20 else 0.5, format=PercentFormatter(1.0),
+                           ticks=[0, 0.05, 0.2, 0.5, 1])
         bar.set_label("share of the true class")
         ticks = np.arange(n)
         ax.set_xticks(ticks, classes, fontsize=label_size, rotation=90 if n > 20 else 45,
@@ -125,7 +130,7 @@ def confusion_matrix(confusion, classes: list[str], path: str | Path, title: str
             size = min(10.0, cell * 72 / max(digits, 2) * 1.3)
             for (i, j), count in np.ndenumerate(counts):
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=size,
-                        color="white" if fractions[i, j] > 0.5 else "black")
+                        color="white" if norm(fractions[i, j]) > 0.6 else "black")
         return _save(fig, path)
 
 

@@ -93,7 +93,7 @@ def test_confusion_matrix_colours_by_share_of_the_true_class(tmp_path):
     image = pixels(plots.confusion_matrix([[8, 2], [80, 20]], ["few", "many"], tmp_path / "m.png")).astype(int)
 
     def area(share: float) -> int:
-        colour = np.round(np.array(matplotlib.colormaps["Blues"](share)[:3]) * 255)
+        colour = np.round(np.array(matplotlib.colormaps["Blues"](share ** plots.SHARE_GAMMA)[:3]) * 255)
         return int(np.all(np.abs(image - colour) <= 1, axis=2).sum())
 
     dark, light = area(0.8), area(0.2)                  # two cells each: the first and the second column
