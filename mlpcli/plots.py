@@ -206,6 +206,7 @@ def hog_glyphs(images: np.ndarray, hog_cfg, path: str | Path, max_images: int = 
             for ax in axes[:, k]:
                 ax.set_xticks([])
                 ax.set_yticks([])
+                ax.spines[:].set_visible(False)
         axes[0, 0].set_ylabel("image")
         axes[1, 0].set_ylabel("HOG glyphs")
         fig.suptitle(f"What the network sees: HOG, {hog_cfg.orientations} orientations, "
