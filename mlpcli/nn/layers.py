@@ -15,7 +15,7 @@ import numpy as np
 
 
 class Gate:
-    """A node of the graph with no parameters; subclasses implement `forward` and `backward`."""
+    """A node of the graph; subclasses implement `forward`, `backward` and, when piecewise linear, `region`."""
 
     name: str          # the config's name for it
     inplace = False
