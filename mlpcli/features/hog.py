@@ -65,20 +65,22 @@ class Hog(Extractor):
         cfg = self.cfg
         planes = _planes(images, cfg.color, cfg.transform_sqrt)                 # (C, B·H·W)
         d_row, d_col = _gradients(planes, images.shape[1:3])
-        magnitude2 = d_row * d_row + d_col * d_col
         if planes.dtype == np.int32:  # integer gradients in [-255, 255]: look their bins up in a table
+            magnitude2 = d_row * d_row + d_col * d_col  # exact, so it ranks channels as skimage's hypot does
             d_row *= 511
             d_row += d_col
             magnitude2, table_index = _strongest(magnitude2, d_row)
             table_index += 255 * 511 + 255
             bins = _integer_gradient_bins(cfg.orientations).take(table_index)
-        else:
-            magnitude2, d_row, d_col = _strongest(magnitude2, d_row, d_col)
+            magnitude = np.sqrt(magnitude2, dtype=np.float32)
+        else:  # hypot, as skimage: a rounded squared sum could break its ties between channels differently
+            magnitude = np.hypot(d_row, d_col) if len(planes) > 1 else np.sqrt(d_row * d_row + d_col * d_col)
+            magnitude, d_row, d_col = _strongest(magnitude, d_row, d_col)
             bins = _orientation_bins(d_row, d_col, cfg.orientations)
         slot = _slot_of_pixel(len(images), images.shape[1:3], cfg.pixels_per_cell, cfg.orientations)
         slot = slot + bins
         size = len(images) * cells[0] * cells[1] * (cfg.orientations + 1)
-        sums = np.bincount(slot, np.sqrt(magnitude2, dtype=np.float32), minlength=size + cfg.orientations + 1)
+        sums = np.bincount(slot, magnitude, minlength=size + cfg.orientations + 1)
         sums = sums[:size].reshape(len(images), cells[0], cells[1], cfg.orientations + 1)
         return sums[..., :cfg.orientations] / (cfg.pixels_per_cell ** 2)
 
@@ -116,16 +118,16 @@ def _gradients(planes: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, n
     return d_row, d_col
 
 
-def _strongest(magnitude2: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per pixel, the largest squared magnitude over channels (axis 0) and `values` of that channel.
+def _strongest(strength: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per pixel, the largest `strength` over channels (axis 0) and `values` of that channel.
 
     Ties keep the first channel, as skimage's argmax does.
     """
-    best, chosen = magnitude2[0], [v[0] for v in values]
-    for c in range(1, len(magnitude2)):
-        stronger = magnitude2[c] > best
+    best, chosen = strength[0], [v[0] for v in values]
+    for c in range(1, len(strength)):
+        stronger = strength[c] > best
         chosen = [_select(stronger, v[c], w) for v, w in zip(values, chosen)]
-        best = np.maximum(best, magnitude2[c])
+        best = np.maximum(best, strength[c])
     return best, *chosen
 
 

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data, transform
+from skimage.color import rgb2gray
+from skimage.feature import hog as skimage_hog
+
+from mlpcli.errors import ConfigError, DataError
+from mlpcli.features import hog
+from mlpcli.features.hog import Hog, HogConfig
+from mlpcli.schema import from_dict
+
+PHOTOS = {"astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.coffee, "rocket": data.rocket}
+
+
+def crops(name: str, height: int, width: int, count: int = 3) -> np.ndarray:
+    """`count` crops (count, height, width, 3) uint8 from a photo, at spread-out offsets."""
+    photo = PHOTOS[name]()
+    rows = np.linspace(0, photo.shape[0] - height, count).astype(int)
+    cols = np.linspace(0, photo.shape[1] - width, count).astype(int)
+    return np.stack([photo[r:r + height, c:c + width] for r, c in zip(rows, cols)])
+
+
+def thumbnails(size: tuple[int, int]) -> np.ndarray:
+    """Every photo resized (anti-aliased) to `size`, as (4, H, W, 3) uint8: CIFAR-like images."""
+    return np.stack([np.round(transform.resize(load(), size, anti_aliasing=True) * 255).astype(np.uint8)
+                     for load in PHOTOS.values()])
+
+
+def camera_crops(height: int, width: int) -> np.ndarray:
+    """Crops (3, height, width, 1) uint8 of the gray `camera` photo."""
+    photo = data.camera()
+    return np.stack([photo[r:r + height, r:r + width, None] for r in (0, 150, 300)])
+
+
+def reference(images: np.ndarray, cfg: HogConfig) -> np.ndarray:
+    """skimage.feature.hog of each image, with the same options."""
+    rows = []
+    for image in images:
+        channel_axis = -1
+        if image.shape[-1] == 1:
+            image, channel_axis = image[..., 0], None
+        elif cfg.color == "gray":
+            image, channel_axis = rgb2gray(image), None
+        rows.append(skimage_hog(image, cfg.orientations, (cfg.pixels_per_cell,) * 2, (cfg.cells_per_block,) * 2,
+                                cfg.block_norm, transform_sqrt=cfg.transform_sqrt, feature_vector=True,
+                                channel_axis=channel_axis))
+    return np.stack(rows)
+
+
+CASES = [
+    (lambda: thumbnails((32, 32)), {}),
+    (lambda: thumbnails((32, 32)), {"block_norm": "L1", "transform_sqrt": True}),
+    (lambda: thumbnails((40, 56)), {"pixels_per_cell": 6, "cells_per_block": 3, "orientations": 12}),
+    (lambda: crops("astronaut", 64, 96), {"block_norm": "L1"}),
+    (lambda: crops("astronaut", 64, 96), {"block_norm": "L1-sqrt", "transform_sqrt": True}),
+    (lambda: crops("chelsea", 75, 101), {"block_norm": "L2"}),
+    (lambda: crops("chelsea", 75, 101), {"block_norm": "L2-Hys", "transform_sqrt": True, "orientations": 7}),
+    (lambda: crops("coffee", 90, 70), {"pixels_per_cell": 7, "cells_per_block": 1, "block_norm": "L2"}),
+    (lambda: crops("rocket", 70, 130), {"orientations": 4, "pixels_per_cell": 5}),
+    (lambda: crops("rocket", 70, 130), {"color": "gray"}),
+    (lambda: crops("coffee", 48, 64), {"color": "gray", "transform_sqrt": True, "block_norm": "L1-sqrt"}),
+    (lambda: camera_crops(61, 83), {"block_norm": "L1", "orientations": 8}),
+    (lambda: camera_crops(61, 83), {"transform_sqrt": True, "pixels_per_cell": 10, "cells_per_block": 3}),
+]
+
+
+@pytest.mark.parametrize("make_images, options", CASES)
+def test_equals_skimage_hog(make_images, options):
+    images = make_images()
+    cfg = HogConfig(**options)
+    ours = Hog(cfg).transform(images)
+    expected = reference(images, cfg)
+    assert ours.dtype == np.float32 and ours.shape == expected.shape
+    assert np.abs(ours - expected).max() <= 1e-5
+
+
+def synthetic_images() -> np.ndarray:
+    """Gradients exactly on bin edges: ramps left/right/up/down, 45-degree diagonals, flat and checkered."""
+    ramp = np.arange(24, dtype=np.uint8) * 10
+    rows, cols = np.indices((24, 24))
+    planes = [np.tile(ramp, (24, 1)), np.tile(ramp[::-1], (24, 1)), np.tile(ramp[:, None], (1, 24)),
+              np.tile(ramp[::-1, None], (1, 24)), (rows + cols) * 5, (rows - cols + 23) * 5, (cols - rows + 23) * 5,
+              np.full((24, 24), 77), ((rows + cols) % 2) * 255]
+    return np.stack(planes).astype(np.uint8)[..., None]
+
+
+@pytest.mark.parametrize("orientations", [2, 4, 8, 9])
+@pytest.mark.parametrize("transform_sqrt", [False, True])
+def test_equals_skimage_on_gradients_that_lie_on_bin_edges(orientations, transform_sqrt):
+    images = synthetic_images()
+    cfg = HogConfig(orientations=orientations, pixels_per_cell=6, cells_per_block=2, transform_sqrt=transform_sqrt)
+    assert np.abs(Hog(cfg).transform(images) - reference(images, cfg)).max() <= 1e-5
+
+
+def test_color_uses_the_strongest_channel_not_the_gray_image():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    strongest = Hog(HogConfig(pixels_per_cell=4)).transform(images)
+    gray_first = Hog(HogConfig(pixels_per_cell=4, color="gray")).transform(images)
+    assert np.abs(strongest - reference(images, HogConfig(pixels_per_cell=4))).max() <= 1e-5
+    assert np.abs(strongest - gray_first).max() > 0.05
+
+
+def test_a_batch_split_into_slices_equals_images_one_by_one(monkeypatch):
+    images = np.concatenate([thumbnails((32, 32)), crops("coffee", 32, 32)])
+    monkeypatch.setattr(hog, "PIXELS_PER_SLICE", 3 * 32 * 32)  # slices of 3 images: 7 = 3 + 3 + 1
+    extractor = Hog(HogConfig())
+    batch = extractor.transform(images)
+    one_by_one = np.concatenate([extractor.transform(image[None]) for image in images])
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_feature_length_follows_cells_and_blocks():
+    images = np.zeros((2, 50, 70, 3), np.uint8)  # 6 x 8 cells of 8 pixels, 4 x 6 blocks of 3 x 3 cells
+    features = Hog(HogConfig(cells_per_block=3, orientations=5)).transform(images)
+    assert features.shape == (2, 4 * 6 * 3 * 3 * 5)
+    assert not features.any()  # a flat image has no gradient
+
+
+def test_images_smaller_than_a_block_are_rejected_with_the_needed_size():
+    with pytest.raises(DataError, match=r"20x40 images are too small.*24x24"):
+        Hog(HogConfig(cells_per_block=3)).transform(np.zeros((1, 20, 40, 3), np.uint8))
+
+
+@pytest.mark.parametrize("images", [np.zeros((2, 32, 32, 4), np.uint8), np.zeros((2, 32, 32, 3), np.float32),
+                                    np.zeros((32, 32, 3), np.uint8)])
+def test_other_arrays_than_uint8_gray_or_rgb_batches_are_rejected(images):
+    with pytest.raises(DataError, match=r"hog: expected images of shape \(N, H, W, 1 or 3\)"):
+        Hog(HogConfig()).transform(images)
+
+
+def test_options_are_validated_by_name():
+    assert from_dict(HogConfig, {"block_norm": "L1", "pixels_per_cell": 6}) == HogConfig(block_norm="L1",
+                                                                                            pixels_per_cell=6)
+    with pytest.raises(ConfigError, match="hog.block_norm: 'L2Hys' \\(str\\) is not one of .*did you mean 'L2-Hys'"):
+        from_dict(HogConfig, {"block_norm": "L2Hys"}, "hog")
+    with pytest.raises(ConfigError, match="hog.orientations: 0 is out of range"):
+        from_dict(HogConfig, {"orientations": 0}, "hog")
