@@ -110,12 +110,19 @@ def _one_per_class(labels: np.ndarray, count: int) -> np.ndarray:
 
 def _write_examples(folder: Path, val: Dataset, scores: np.ndarray, probabilities: bool,
                     max_examples: int) -> list[dict]:
-    """Thumbnails of the most confident mistakes in RUN/report/; one dict per example for the page."""
+    """Thumbnails of the most confident mistakes in RUN/report/; one dict per example for the page.
+
+    Confidence: the softmax probability of the predicted class, or for scores that are not meant as
+    probabilities (hinge loss) the margin of the predicted over the true class score.
+    """
     predicted = scores.argmax(axis=1)
     wrong = np.flatnonzero(predicted != val.labels)
-    margin = scores[wrong, predicted[wrong]] - scores[wrong, val.labels[wrong]]
-    chosen = wrong[np.argsort(-margin, kind="stable")[:max_examples]]
-    confidence = softmax(scores)[chosen, predicted[chosen]] if probabilities else None
+    if probabilities:
+        sureness = softmax(scores)[wrong, predicted[wrong]]
+    else:
+        sureness = scores[wrong, predicted[wrong]] - scores[wrong, val.labels[wrong]]
+    order = np.argsort(-sureness, kind="stable")[:max_examples]
+    chosen, confidence = wrong[order], sureness[order] if probabilities else None
     thumbs = folder / THUMBNAILS
     thumbs.mkdir(exist_ok=True)
     for old in thumbs.glob("val-*.png"):

@@ -14,6 +14,7 @@ from mlpcli.errors import MlpError
 from mlpcli.features import ExtractorSpec
 from mlpcli.features.pixels import PixelsConfig
 from mlpcli.metrics import classification_report
+from mlpcli.predictor import softmax
 from mlpcli.report import write_report
 from mlpcli.rundir import RunDir
 from mlpcli.train import train
@@ -73,10 +74,9 @@ def test_report_references_files_that_exist(run):
 
 def test_report_shows_the_most_confident_mistakes_with_their_images(run):
     html = write_report(run.folder, run.classifier, run.val, max_examples=5).read_text(encoding="utf-8")
-    scores = run.classifier.scores(run.val.images)
+    probabilities = softmax(run.classifier.scores(run.val.images))
     wrong = np.flatnonzero(run.predicted != run.val.labels)
-    margin = scores[wrong, run.predicted[wrong]] - scores[wrong, run.val.labels[wrong]]
-    expected = wrong[np.argsort(-margin)][:5]
+    expected = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:5]
     thumbs = [src for src in re.findall(r'src="([^"]+)"', html) if src.startswith("report/")]
     assert thumbs == [f"report/val-{i}.png" for i in expected]
     for i in expected:
@@ -86,7 +86,7 @@ def test_report_shows_the_most_confident_mistakes_with_their_images(run):
     caption = html[first:html.index("</figure>", first)]
     true, predicted = CLASSES[run.val.labels[expected[0]]], CLASSES[run.predicted[expected[0]]]
     assert caption.index(escape(true)) < caption.index("→") < caption.index(escape(predicted))
-    assert re.search(r"\(\d+%\)", caption)               # softmax confidence of the prediction
+    assert f"({probabilities[expected[0]].max():.0%})" in caption
     assert f"5 of the mistakes among {len(run.val)} validation images" in html
 
 
@@ -140,3 +140,15 @@ def test_report_of_a_real_run_rebuilds_its_validation_split(tiny_config, tmp_pat
     srcs = sources(path)
     assert {"training_curves.png", "confusion_val.png", "weight_templates.png"} <= set(srcs)
     assert all((folder.path / src).is_file() for src in srcs)
+
+
+def test_hinge_models_rank_mistakes_by_score_margin_without_probabilities(run):
+    run.classifier.config.loss.name = "hinge"
+    html = write_report(run.folder, run.classifier, run.val, max_examples=3).read_text(encoding="utf-8")
+    scores = run.classifier.scores(run.val.images)
+    wrong = np.flatnonzero(run.predicted != run.val.labels)
+    margin = scores[wrong, run.predicted[wrong]] - scores[wrong, run.val.labels[wrong]]
+    thumbs = [src for src in sources(run.folder / "report.html") if src.startswith("report/")]
+    assert thumbs == [f"report/val-{i}.png" for i in wrong[np.argsort(-margin)][:3]]
+    examples = html[html.index("Misclassified"):]
+    assert "%)" not in examples
