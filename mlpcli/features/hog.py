@@ -154,7 +154,7 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
 
 @functools.lru_cache(maxsize=8)
 def _integer_gradient_bins(orientations: int) -> np.ndarray:
-    """Orientation bin of every integer gradient in [-255, 255]², a table indexed by (d_row + 255) · 511 + d_col + 255."""
+    """Orientation bin of every integer gradient in [-255, 255]², flat, at (d_row + 255) · 511 + d_col + 255."""
     d = np.arange(-255, 256, dtype=np.float64)
     return _orientation_bins(d[:, None], d[None, :], orientations).ravel()
 

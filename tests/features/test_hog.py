@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from skimage import data, transform
@@ -22,6 +24,7 @@ def crops(name: str, height: int, width: int, count: int = 3) -> np.ndarray:
     return np.stack([photo[r:r + height, c:c + width] for r, c in zip(rows, cols)])
 
 
+@functools.cache
 def thumbnails(size: tuple[int, int]) -> np.ndarray:
     """Every photo resized (anti-aliased) to `size`, as (4, H, W, 3) uint8: CIFAR-like images."""
     return np.stack([np.round(transform.resize(load(), size, anti_aliasing=True) * 255).astype(np.uint8)
