@@ -102,12 +102,12 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_
         run = RunDir.create(cfg, out)
     say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
     say(f"run folder: {run.path}")
-    summary = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
+    result = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
     if cfg.output.plots:
         from mlpcli.plots import write_run_plots
 
-        write_run_plots(run.path)
-    click.echo(_summary_line(summary, run.path))
+        write_run_plots(run.path, samples=result.samples)
+    click.echo(_summary_line(result.summary, run.path))
 
 
 def _summary_line(summary: dict, path: Path) -> str:
@@ -269,12 +269,50 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
 
 def _format_gradcheck(rows, threshold: float) -> str:
     width = max(9, *(len(row.name) for row in rows))
-    lines = [f"{'parameter':<{width}}  {'shape':<12} {'checked':>8} {'kinked':>7}  {'max rel error':>13}  result"]
+    lines = [f"{'parameter':<{width}}  {'shape':<12} {'checked':>8} {'kinked':>7} {'near0':>6}  {'max rel error':>13}  result"]
     for row in rows:
         result = "pass" if row.passed else "FAIL"
-        lines.append(f"{row.name:<{width}}  {str(row.shape):<12} {row.checked:>8} {row.kinked:>7}  "
+        lines.append(f"{row.name:<{width}}  {str(row.shape):<12} {row.checked:>8} {row.kinked:>7} {row.near_zero:>6}  "
                      f"{row.max_rel_error:>13.2e}  {result}")
     return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
+
+    The page is self-contained next to its PNGs: config, metrics per epoch, training curves,
+    confusion matrices, per-class precision/recall and the most confident validation mistakes.
+
+    \b
+      mlp report runs/default-20261126-101500
+    """
+    from mlpcli.report import write_report
+
+    click.echo(write_report(run_dir))
+
+
+@cli.command()
+@click.argument("directory", default="runs", type=click.Path(file_okay=False))
+@click.option("--sort", "sort_by", type=click.Choice(["date", "name", "status", "epochs", "val_acc", "test_acc",
+                                                      "seconds"]), default="date", show_default=True,
+              help="Order of the rows (accuracies best first).")
+@click.option("--filter", "match", help="Only runs whose name, features, model or status contain this text.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def runs(directory: str, sort_by: str, match: str | None, as_json: bool) -> None:
+    """List the runs in DIRECTORY (default: runs/): name, date, features, model, accuracy, time.
+
+    \b
+      mlp runs --sort val_acc --filter hog
+    """
+    from mlpcli.runs import filter_runs, format_runs, list_runs, sort_runs
+
+    found = list_runs(directory)
+    if match:
+        found = filter_runs(found, match)
+    found = sort_runs(found, sort_by)
+    click.echo(json.dumps(found, indent=2) if as_json else format_runs(found))
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ def _optimizers() -> list[str]:
 @dataclass
 class ShapesConfig:
     classes: int = option(4, "number of shape classes (circle, square, triangle, cross, ring, diamond)", min=2, max=6)
-    per_class: int = option(150, "images per class", min=2)
+    per_class: int = option(500, "images per class", min=2)
     size: int = option(32, "image side in pixels", min=12, max=256)
-    noise: float = option(0.15, "std of the pixel noise, as a fraction of the intensity range", min=0.0, max=1.0)
+    noise: float = option(0.05, "std of the pixel noise, as a fraction of the intensity range", min=0.0, max=1.0)
     seed: int = option(0, "seed of the generator (the dataset stays put when the run's seed changes)", min=0)
 
 
@@ -70,7 +70,7 @@ def _dump_extractors(specs: list) -> list:
 
 @dataclass
 class FeaturesConfig:
-    extractors: list = option([{"pixels": {}}], "feature extractors, concatenated in order: a list of {name: {options}}",
+    extractors: list = option([{"hog": {}}], "feature extractors, concatenated in order: a list of {name: {options}}",
                               parse=_parse_extractors, dump=_dump_extractors)
     normalize: str = option("standard", "per-feature standardization fit on the training split, or none",
                             choices=["standard", "none"])

@@ -30,6 +30,9 @@ from mlpcli.rundir import RunDir
 from mlpcli.seeding import generators
 
 
+SAMPLES = 6   # validation images kept for pictures
+
+
 class Interrupted(MlpError):
     """Training stopped by Ctrl-C after saving last.npz."""
 
@@ -50,6 +53,12 @@ class Progress:
 
 
 @dataclass
+class TrainResult:
+    summary: dict               # as written to summary.json
+    samples: np.ndarray         # a few validation images (n, H, W, C) uint8, for pictures
+
+
+@dataclass
 class Prepared:
     """A run's data, features and network, ready to train."""
 
@@ -60,6 +69,7 @@ class Prepared:
     labels: dict[str, np.ndarray]       # split → (N,)
     pipeline: FeaturePipeline
     model: MLP
+    samples: np.ndarray                 # a few validation images (n, H, W, C) uint8
 
 
 def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = True) -> tuple[Prepared, np.random.Generator]:
@@ -78,13 +88,14 @@ def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = Tru
     labels = {name: ds.labels for name, ds in splits.items()}
     dim, classes = features["train"].shape[1], train.classes
     model = MLP.from_config(dim, len(classes), cfg.model, cfg.loss, cfg.reg, rngs["init"])
-    return (Prepared(cfg, classes, train.image_shape, features, labels, pipeline, model),
+    samples = splits["val"].images[:SAMPLES]
+    return (Prepared(cfg, classes, train.image_shape, features, labels, pipeline, model, samples),
             rngs["shuffle"])
 
 
 def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = lambda line: None) -> dict:
-    """Train per `cfg` into `run`; returns the summary (also written to summary.json)."""
+          log: Callable[[str], None] = lambda line: None) -> TrainResult:
+    """Train per `cfg` into `run`; the summary is also written to summary.json."""
     started = time.perf_counter()
     ckpt = checkpoint.load(run.last) if resume else None
     prep, shuffle_rng = prepare(cfg, ckpt.features if ckpt else None, progress)
@@ -156,7 +167,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
                 f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
     summary = _summarize(cfg, prep, run, state, started)
     run.write_summary(summary)
-    return summary
+    return TrainResult(summary, prep.samples)
 
 
 def _end_epoch(state: Progress, prep: Prepared, shuffle_rng, lr: float, n: int, cfg: Config) -> dict:

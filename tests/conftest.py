@@ -10,6 +10,7 @@ import yaml
 TINY = {
     "seed": 3,
     "data": {"source": "shapes", "shapes": {"classes": 3, "per_class": 30, "size": 16}, "val_fraction": 0.25},
+    "features": {"extractors": [{"pixels": {}}]},
     "model": {"hidden": [16]},
     "optim": {"lr": 0.05},
     "train": {"epochs": 4, "batch_size": 16, "patience": 0},

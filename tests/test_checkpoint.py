@@ -19,7 +19,7 @@ from tests.helpers import sha256
 @pytest.fixture
 def ckpt():
     rng = np.random.default_rng(0)
-    cfg = load_config(None, ["model.hidden=[4]"])
+    cfg = load_config(None, ["model.hidden=[4]", "features.extractors=[pixels]"])
     params = {"layer0.W": rng.standard_normal((6, 4), dtype=np.float32), "layer0.b": np.zeros(4, np.float32),
               "layer1.W": rng.standard_normal((4, 3), dtype=np.float32), "layer1.b": np.zeros(3, np.float32)}
     features = {"normalize.mean": np.zeros(6, np.float32), "normalize.std": np.ones(6, np.float32)}

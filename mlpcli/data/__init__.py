@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpcli.data import builtin
+from mlpcli.data import builtin, cifar, folder, idx, npz
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.split import limit, train_val_split
 from mlpcli.errors import DataError
@@ -16,6 +16,12 @@ from mlpcli.seeding import generators
 SOURCES = {
     "shapes": builtin.load_shapes,
     "faces": builtin.load_faces,
+    "folder": folder.load,
+    "cifar10": cifar.load_cifar10,
+    "cifar100": cifar.load_cifar100,
+    "mnist": idx.load_mnist,
+    "fashion-mnist": idx.load_fashion_mnist,
+    "npz": npz.load,
 }
 
 

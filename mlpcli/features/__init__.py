@@ -7,11 +7,15 @@ from typing import Any
 
 from mlpcli.errors import ConfigError
 from mlpcli.features.base import Extractor
+from mlpcli.features.color import ColorHist
+from mlpcli.features.hog import Hog
 from mlpcli.features.pixels import Pixels
 from mlpcli.schema import from_dict, unknown_key_message
 
 EXTRACTORS: dict[str, type[Extractor]] = {
     "pixels": Pixels,
+    "color_hist": ColorHist,
+    "hog": Hog,
 }
 
 

@@ -14,7 +14,7 @@ def images(n: int, seed: int, shape=(6, 5, 3)) -> np.ndarray:
 
 
 def pipeline(overrides=(), cache_dir=None) -> FeaturePipeline:
-    cfg = load_config(None, list(overrides))
+    cfg = load_config(None, ["features.extractors=[pixels]", *overrides])
     return FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=False)
 
 
