@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlpcli.errors import DataError
+from mlpcli.errors import ConfigError, DataError
 from mlpcli.features.base import Extractor
 from mlpcli.schema import option
 
 PIXELS_PER_SLICE = 1 << 16  # images are processed in slices of about this many pixels, to bound memory
+MAX_JOINT_BINS = 32  # per channel: 32³ = 32768 features per cell already
 
 
 @dataclass
@@ -35,6 +36,12 @@ class ColorHist(Extractor):
     """
 
     Config = ColorHistConfig
+
+    def __init__(self, cfg: ColorHistConfig) -> None:
+        if cfg.space != "hue" and cfg.bins > MAX_JOINT_BINS:
+            raise ConfigError(f"color_hist.bins: {cfg.bins} bins per channel make {cfg.bins ** 3} features per cell "
+                              f"for space {cfg.space}; use at most {MAX_JOINT_BINS}")
+        super().__init__(cfg)
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         cfg = self.cfg

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
-from mlpcli.errors import DataError
+from mlpcli.errors import ConfigError, DataError
 from mlpcli.features import color
 from mlpcli.features.color import ColorHist, ColorHistConfig, rgb_to_hsv
 
@@ -108,3 +108,10 @@ def test_gray_images_are_rejected_with_a_hint():
 def test_a_grid_finer_than_the_image_is_rejected():
     with pytest.raises(DataError, match="grid=9 is finer than the 8x12 images; use a grid of at most 8"):
         ColorHist(ColorHistConfig(grid=9)).transform(np.zeros((2, 8, 12, 3), np.uint8))
+
+
+def test_joint_histograms_with_too_many_bins_are_refused_up_front():
+    ColorHist(ColorHistConfig(space="hue", bins=256))
+    with pytest.raises(ConfigError, match="color_hist.bins: 40 bins per channel make 64000 features per cell for "
+                                          "space rgb; use at most 32"):
+        ColorHist(ColorHistConfig(space="rgb", bins=40))
