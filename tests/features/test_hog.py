@@ -52,26 +52,36 @@ def reference(images: np.ndarray, cfg: HogConfig) -> np.ndarray:
     return np.stack(rows)
 
 
+IMAGES = {
+    "cifar-like 32x32": lambda: thumbnails((32, 32)),
+    "thumbnails 40x56": lambda: thumbnails((40, 56)),
+    "astronaut 64x96": lambda: crops("astronaut", 64, 96),
+    "chelsea 75x101": lambda: crops("chelsea", 75, 101),
+    "coffee 90x70": lambda: crops("coffee", 90, 70),
+    "rocket 70x130": lambda: crops("rocket", 70, 130),
+    "coffee 48x64": lambda: crops("coffee", 48, 64),
+    "camera gray 61x83": lambda: camera_crops(61, 83),
+}
 CASES = [
-    (lambda: thumbnails((32, 32)), {}),
-    (lambda: thumbnails((32, 32)), {"block_norm": "L1", "transform_sqrt": True}),
-    (lambda: thumbnails((40, 56)), {"pixels_per_cell": 6, "cells_per_block": 3, "orientations": 12}),
-    (lambda: crops("astronaut", 64, 96), {"block_norm": "L1"}),
-    (lambda: crops("astronaut", 64, 96), {"block_norm": "L1-sqrt", "transform_sqrt": True}),
-    (lambda: crops("chelsea", 75, 101), {"block_norm": "L2"}),
-    (lambda: crops("chelsea", 75, 101), {"block_norm": "L2-Hys", "transform_sqrt": True, "orientations": 7}),
-    (lambda: crops("coffee", 90, 70), {"pixels_per_cell": 7, "cells_per_block": 1, "block_norm": "L2"}),
-    (lambda: crops("rocket", 70, 130), {"orientations": 4, "pixels_per_cell": 5}),
-    (lambda: crops("rocket", 70, 130), {"color": "gray"}),
-    (lambda: crops("coffee", 48, 64), {"color": "gray", "transform_sqrt": True, "block_norm": "L1-sqrt"}),
-    (lambda: camera_crops(61, 83), {"block_norm": "L1", "orientations": 8}),
-    (lambda: camera_crops(61, 83), {"transform_sqrt": True, "pixels_per_cell": 10, "cells_per_block": 3}),
+    ("cifar-like 32x32", {}),
+    ("cifar-like 32x32", {"block_norm": "L1", "transform_sqrt": True}),
+    ("thumbnails 40x56", {"pixels_per_cell": 6, "cells_per_block": 3, "orientations": 12}),
+    ("astronaut 64x96", {"block_norm": "L1"}),
+    ("astronaut 64x96", {"block_norm": "L1-sqrt", "transform_sqrt": True}),
+    ("chelsea 75x101", {"block_norm": "L2"}),
+    ("chelsea 75x101", {"block_norm": "L2-Hys", "transform_sqrt": True, "orientations": 7}),
+    ("coffee 90x70", {"pixels_per_cell": 7, "cells_per_block": 1, "block_norm": "L2"}),
+    ("rocket 70x130", {"orientations": 4, "pixels_per_cell": 5}),
+    ("rocket 70x130", {"color": "gray"}),
+    ("coffee 48x64", {"color": "gray", "transform_sqrt": True, "block_norm": "L1-sqrt"}),
+    ("camera gray 61x83", {"block_norm": "L1", "orientations": 8}),
+    ("camera gray 61x83", {"transform_sqrt": True, "pixels_per_cell": 10, "cells_per_block": 3}),
 ]
 
 
-@pytest.mark.parametrize("make_images, options", CASES)
-def test_equals_skimage_hog(make_images, options):
-    images = make_images()
+@pytest.mark.parametrize("images_name, options", CASES, ids=[f"{name} {opts}" for name, opts in CASES])
+def test_equals_skimage_hog(images_name, options):
+    images = IMAGES[images_name]()
     cfg = HogConfig(**options)
     ours = Hog(cfg).transform(images)
     expected = reference(images, cfg)
