@@ -278,6 +278,95 @@ def _format_gradcheck(rows, threshold: float) -> str:
 
 
 @cli.command()
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def features(args: tuple[str, ...], quiet: bool) -> None:
+    """Extract (and cache) the features CONFIG describes; report their dimensions and times.
+
+    Fits the pipeline on the training split as `mlp train` would, then transforms every split. With
+    features.cache on (the default), a later `mlp train` of the same config reads them from the cache.
+
+    \b
+      mlp features configs/cifar10_bow.yaml data.path=~/data/cifar10
+    """
+    import time
+
+    from mlpcli.data import load_splits
+    from mlpcli.features.pipeline import FeaturePipeline
+    from mlpcli.seeding import generators
+
+    config, overrides = _split_config_args(args)
+    cfg = _load_config(config, overrides)
+    rngs = generators(cfg.seed)
+    tick = time.perf_counter()
+    splits = load_splits(cfg, rngs["data"])
+    click.echo(f"data: {cfg.data.source}, " + ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
+               + f" images of {'x'.join(map(str, splits['train'].image_shape))} ({time.perf_counter() - tick:.1f}s)")
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=not quiet)
+    sample = splits["train"].images[:1]
+    dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]
+    click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(pipeline.names, dims))
+               + f" = {sum(dims)} dimensions, normalize: {cfg.features.normalize}")
+    for name, ds in splits.items():
+        tick, hits = time.perf_counter(), pipeline.cache_hits
+        if name == "train":
+            pipeline.fit_transform(ds.images, rngs["features"])
+        else:
+            pipeline.transform(ds.images)
+        seconds = time.perf_counter() - tick
+        source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(ds), 1) * 1e6:.1f} µs/image"
+        click.echo(f"  {name:<5} {len(ds):>7} images  {seconds:7.2f}s  ({source})")
+    click.echo(f"cached in {pipeline.cache_dir}" if pipeline.cache_dir else "not cached (features.cache or cache_dir off)")
+
+
+@cli.group()
+def data() -> None:
+    """Get datasets and look inside them."""
+
+
+@data.command()
+@click.argument("name", type=click.Choice(["cifar10", "cifar100", "mnist", "fashion-mnist"]))
+@click.option("--dir", "dest_dir", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to unpack into (the dataset lands in DIR/NAME).")
+@click.option("--mirror", metavar="URL", help="Fetch the same files from this base URL instead.")
+def download(name: str, dest_dir: str, mirror: str | None) -> None:
+    """Download dataset NAME's official archive, verify its checksums and unpack it.
+
+    Prints the folder to use as data.path. An existing folder is left as it is.
+
+    \b
+      mlp data download cifar10            # -> data/cifar10
+      mlp train configs/cifar10_pixels.yaml data.source=cifar10 data.path=data/cifar10
+    """
+    from mlpcli.data.download import download as fetch
+
+    click.echo(fetch(name, dest_dir, base_url=mirror))
+
+
+@data.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def info(path: str, as_json: bool) -> None:
+    """Describe the dataset at PATH: format, classes, images per split and class, sizes, modes."""
+    from mlpcli.data.info import describe
+
+    facts = describe(path)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    click.echo(f"{facts['path']}: {facts['format']} (data.source: {' or '.join(facts['sources'])})")
+    click.echo(f"classes ({len(facts['classes'])}): {', '.join(map(str, facts['classes']))}")
+    for split, counts in facts["splits"].items():
+        per_class = ", ".join(f"{name} {n}" for name, n in counts["per_class"].items())
+        click.echo(f"{split}: {counts['images']} images ({per_class})")
+    click.echo("sizes: " + ", ".join(f"{size} ×{n}" for size, n in facts["sizes"].items()))
+    click.echo("modes: " + ", ".join(f"{mode} ×{n}" for mode, n in facts["modes"].items()))
+    for problem in facts.get("unreadable", []):
+        click.echo(f"unreadable: {problem}")
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:
     """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.

@@ -155,3 +155,51 @@ def test_gradcheck_catches_a_wrong_backward(runner, monkeypatch):
     result = runner.invoke(cli, ["gradcheck", "model.activation=tanh", "model.hidden=[4]"])
     assert result.exit_code == 1
     assert "FAIL" in result.output and "Error: gradient check failed for layer0.W" in result.output
+
+
+@pytest.mark.parametrize("command", [["features"], ["data"], ["data", "download"], ["data", "info"], ["report"],
+                                     ["runs"]])
+def test_more_commands_have_help(runner, command):
+    result = runner.invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_features_reports_dimensions_and_uses_the_cache(runner, tiny_config, tmp_path):
+    args = ["features", str(tiny_config), f"cache_dir={tmp_path / 'cache'}", "-q",
+            "features.extractors=[hog, color_hist]"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "hog 36 + color_hist 10 = 46 dimensions" in first.output
+    assert "from the cache" not in first.output
+    second = runner.invoke(cli, args)
+    assert second.output.count("from the cache") == 2          # train and val
+
+
+def test_data_info_describes_an_image_folder(runner, tmp_path):
+    for name, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 6), color).save(tmp_path / "set" / name / f"{i}.png")
+    result = runner.invoke(cli, ["data", "info", str(tmp_path / "set")])
+    assert result.exit_code == 0, result.output
+    assert "classes (2): blue, red" in result.output
+    assert "train: 6 images (blue 3, red 3)" in result.output
+    assert "sizes: 6x8 ×6" in result.output
+
+
+def test_report_and_runs_on_a_trained_run(runner, trained):
+    result = runner.invoke(cli, ["report", str(trained)])
+    assert result.exit_code == 0, result.output
+    assert (trained / "report.html").is_file()
+    listing = runner.invoke(cli, ["runs", str(trained.parent), "--json"])
+    assert listing.exit_code == 0
+    runs = json.loads(listing.output)
+    assert [run["run"] for run in runs] == ["run"] and runs[0]["status"] == "completed"
+    table = runner.invoke(cli, ["runs", str(trained.parent), "--filter", "nothing-like-this"])
+    assert table.exit_code == 0 and table.output.strip() == "no runs"
+
+
+def test_report_on_a_folder_that_is_not_a_run(runner, tmp_path):
+    result = runner.invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot report on") and "config.yaml is missing" in result.output

@@ -32,6 +32,7 @@ class FeaturePipeline:
         self.names = [spec.name for spec in cfg.extractors]
         self.cache_dir = Path(cache_dir) / "features" if cache_dir is not None and cfg.cache else None
         self.progress = progress
+        self.cache_hits = 0                   # extractions served from the cache so far
         self.mean: np.ndarray | None = None   # (D,) normalization statistics, set by fit
         self.std: np.ndarray | None = None
 
@@ -126,11 +127,12 @@ class FeaturePipeline:
     def _cache_load(self, key: str | None) -> dict[str, np.ndarray] | None:
         if key is None:
             return None
-        path = self.cache_dir / f"{key}.npz"
         try:
-            return load_npz(path)
+            arrays = load_npz(self.cache_dir / f"{key}.npz")
         except (OSError, ValueError, zipfile.BadZipFile):
             return None
+        self.cache_hits += 1
+        return arrays
 
     def _cache_save(self, key: str | None, arrays: dict[str, np.ndarray]) -> None:
         if key is not None:
