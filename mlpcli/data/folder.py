@@ -118,32 +118,26 @@ def read_headers(paths: list[Path]) -> list[tuple[int, int, str] | str]:
 def decode(listing: Listing, cfg: DataConfig) -> tuple[dict[str, Dataset], list[str]]:
     """All images of `listing` decoded in parallel to one size and mode (see the module docstring);
     returns the splits and the messages of the images skipped as unreadable."""
-    failed: dict[int, str] = {}
     size, mode = cfg.size, cfg.mode
     if size is None or mode is None:
         headers = [h for chunk in parallel_map(read_headers, listing.paths, "reading headers") for h in chunk]
-        failed.update({i: h for i, h in enumerate(headers) if isinstance(h, str)})
-        _check(failed, cfg, listing)
+        _check([h for h in headers if isinstance(h, str)], cfg)
         readable = [h for h in headers if not isinstance(h, str)]
         if not readable:
-            raise DataError(f"no readable image under {listing.root}; first error: {failed[0]}")
+            raise DataError(f"no readable image under {listing.root}; first error: {headers[0]}")
         size = size or list(Counter((h, w) for h, w, _ in readable).most_common(1)[0][0])
         mode = mode or ("rgb" if any(m not in GRAY_PIL_MODES for _, _, m in readable) else "gray")
-    todo = [i for i in range(len(listing.paths)) if i not in failed]
-    images = np.empty((len(listing.paths), size[0], size[1], 1 if mode == "gray" else 3), np.uint8)
-    done = parallel_map(partial(_decode_chunk, size=size, mode=mode), [listing.paths[i] for i in todo], "decoding")
-    start = 0
-    for chunk_images, chunk_failed in done:
-        ok = [todo[start + j] for j in range(len(chunk_images) + len(chunk_failed)) if j not in chunk_failed]
-        images[ok] = chunk_images
-        failed.update({todo[start + j]: message for j, message in chunk_failed.items()})
-        start += len(ok) + len(chunk_failed)
-    _check(failed, cfg, listing)
-    keep = np.ones(len(listing.paths), bool)
+    chunks = parallel_map(partial(_decode_chunk, size=size, mode=mode), listing.paths, "decoding")
+    images = np.concatenate([chunk_images for chunk_images, _ in chunks])
+    starts = np.cumsum([0] + [len(chunk_images) for chunk_images, _ in chunks])
+    failed = {start + j: message for start, (_, chunk_failed) in zip(starts, chunks)
+              for j, message in chunk_failed.items()}
+    _check([failed[i] for i in sorted(failed)], cfg)
+    keep = np.ones(len(images), bool)
     keep[list(failed)] = False
     for label, name in enumerate(listing.classes):
-        for split_index, split in enumerate(listing.split_names):
-            if not (keep & (listing.labels == label) & (listing.splits == split_index)).any():
+        for index, split in enumerate(listing.split_names):
+            if not (keep & (listing.labels == label) & (listing.splits == index)).any():
                 raise DataError(f"class '{name}' of the {split} split has no readable image left after skipping")
     datasets = {split: Dataset(images[keep & (listing.splits == index)], listing.labels[keep & (listing.splits == index)],
                                listing.classes)
@@ -167,22 +161,23 @@ def parallel_map(fn, paths: list[Path], desc: str) -> list:
 
 
 def _decode_chunk(paths: list[Path], size: list[int], mode: str) -> tuple[np.ndarray, dict[int, str]]:
-    """The readable images of `paths` stacked (n, H, W, C) uint8, and {index in paths: error message}."""
-    images, failed = [], {}
+    """The images of `paths` (len(paths), H, W, C) uint8, zeros where unreadable, and
+    {index in paths: error message} for those."""
+    images = np.zeros((len(paths), size[0], size[1], 1 if mode == "gray" else 3), np.uint8)
+    failed = {}
     for i, path in enumerate(paths):
         try:
-            images.append(read_image(path, size, mode))
+            images[i] = read_image(path, size, mode)
         except DataError as err:
             failed[i] = str(err)
-    channels = 1 if mode == "gray" else 3
-    return np.stack(images) if images else np.empty((0, size[0], size[1], channels), np.uint8), failed
+    return images, failed
 
 
-def _check(failed: dict[int, str], cfg: DataConfig, listing: Listing) -> None:
-    if failed and cfg.on_error == "raise":
-        first = failed[min(failed)]
-        more = f" ({len(failed) - 1} more unreadable)" if len(failed) > 1 else ""
-        raise DataError(f"{first}{more}; delete or fix it, or set data.on_error=skip to leave such images out")
+def _check(errors: list[str], cfg: DataConfig) -> None:
+    """DataError for the first unreadable image, unless data.on_error is skip."""
+    if errors and cfg.on_error == "raise":
+        more = f" ({len(errors) - 1} more unreadable)" if len(errors) > 1 else ""
+        raise DataError(f"{errors[0]}{more}; delete or fix it, or set data.on_error=skip to leave such images out")
 
 
 def _warn_skipped(skipped: list[str], root: Path) -> None:
