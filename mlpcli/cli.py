@@ -102,7 +102,12 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_
         run = RunDir.create(cfg, out)
     say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
     say(f"run folder: {run.path}")
-    result = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
+    try:
+        result = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
+    except BaseException:
+        if resume_dir is None:
+            run.discard_if_unused()
+        raise
     if cfg.output.plots:
         from mlpcli.plots import write_run_plots
 

@@ -45,6 +45,18 @@ class RunDir:
         write_text_atomic(run.config, dump_config(cfg))
         return run
 
+    def discard_if_unused(self) -> None:
+        """Remove a run folder that holds nothing but its config (training failed before any epoch)."""
+        checkpoints = self.path / "checkpoints"
+        if self.metrics.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+            return
+        self.config.unlink(missing_ok=True)
+        for folder in (checkpoints, self.path):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -70,6 +70,14 @@ def test_malformed_yaml(runner, tmp_path):
     assert result.output.startswith(f"Error: {path}: malformed YAML at line")
 
 
+def test_a_run_that_fails_before_training_leaves_no_folder(runner, tiny_config, tmp_path):
+    result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(tmp_path / "r"),
+                                 "features.extractors=[{hog: {pixels_per_cell: 16}}]"])
+    assert result.exit_code == 1
+    assert "Error: hog: 16x16 images are too small" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_out_folder_with_a_run_is_never_overwritten(runner, trained, tiny_config):
     before = (trained / "checkpoints" / "last.npz").read_bytes()
     result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(trained)])
