@@ -1,0 +1,226 @@
+"""Bag of visual words: a k-means codebook of normalized, whitened patches, and pooled patch codes.
+
+The single-layer pipeline of Coates & Ng (2011), "An Analysis of Single-Layer Networks in
+Unsupervised Feature Learning":
+
+  fit        sample random `patch`×`patch` patches (all channels) from the training images; normalize
+             each (subtract its mean, divide by sqrt(variance + eps_norm), pixels on 0..255); ZCA-whiten
+             them (optional); cluster them into `words` centroids with k-means.
+  transform  take the dense patches of each image every `stride` pixels, normalize and whiten them
+             alike, code each patch from its distances z (Euclidean) to the centroids — "hard": one-hot
+             nearest centroid; "triangle": f_k = max(0, mean(z) − z_k) — and sum the codes over each
+             cell of a `pool`×`pool` grid of patch positions.
+
+Patches are vectors in (row, column, channel) order; features are (N, pool² · words), cells in
+row-major order, each holding `words` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mlpcli.errors import CheckpointError, ConfigError, DataError
+from mlpcli.features.base import Extractor
+from mlpcli.features.kmeans import augment_centroids, augment_points, kmeans, map_row_blocks
+from mlpcli.schema import option
+
+
+@dataclass
+class BowConfig:
+    patch: int = option(6, "side of the square patches, in pixels", min=1)
+    stride: int = option(1, "step between the dense patches coded in each image, in pixels", min=1)
+    words: int = option(1600, "codebook size: the number of k-means centroids", min=1)
+    encoding: str = option("triangle", "hard: count the nearest word; triangle: max(0, mean(z) - z_k) "
+                           "of the distances z to the words (Coates & Ng 2011)", choices=["hard", "triangle"])
+    pool: int = option(2, "sum the codes over each cell of a pool x pool grid over the image (1: whole image)",
+                       min=1)
+    whiten: bool = option(True, "ZCA-whiten the normalized patches")
+    patches: int = option(100_000, "random training patches the codebook is learned from", min=1)
+    eps_norm: float = option(10.0, "added to each patch's variance before dividing by its square root "
+                             "(pixels 0-255); must be positive", min=0.0)
+    eps_zca: float = option(0.1, "added to the eigenvalues of the patch covariance when whitening; "
+                            "must be positive", min=0.0)
+    iterations: int = option(50, "at most this many k-means (Lloyd) iterations", min=1)
+
+
+class BagOfWords(Extractor):
+    """Pooled patch codes: (N, H, W, C) uint8 -> (N, pool² · words) float32."""
+
+    Config = BowConfig
+
+    def __init__(self, cfg: BowConfig) -> None:
+        super().__init__(cfg)
+        for key in ("eps_norm", "eps_zca"):
+            if getattr(cfg, key) <= 0:
+                raise ConfigError(f"bow.{key}: must be positive, got {getattr(cfg, key)!r}; normalized patches "
+                                  f"can have zero variance (use e.g. {getattr(BowConfig, key)})")
+        self.codebook: np.ndarray | None = None   # (words, d) float32, d = patch² · C
+        self.zca: np.ndarray | None = None        # (d, d) whitening matrix
+        self.zca_mean: np.ndarray | None = None   # (d,) mean patch, subtracted before whitening
+
+    def fit(self, images: np.ndarray, rng: np.random.Generator) -> None:
+        """Learn the whitening and the codebook from `patches` random patches of `images`."""
+        cfg = self.cfg
+        _positions(images, cfg)
+        if cfg.patches < cfg.words:
+            raise ConfigError(f"bow.patches: {cfg.patches} patches cannot make {cfg.words} words; "
+                              f"sample at least bow.words patches")
+        X = normalize_patches(random_patches(images, cfg.patches, cfg.patch, rng), cfg.eps_norm)
+        if cfg.whiten:
+            self.zca_mean, self.zca = zca_whitening(X, cfg.eps_zca)
+            X = (X - self.zca_mean) @ self.zca
+        self.codebook = kmeans(X, cfg.words, rng, max_iter=cfg.iterations).centroids
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        if self.codebook is None:
+            raise RuntimeError("BagOfWords.transform before fit or load_state")
+        cfg = self.cfg
+        rows, cols = _positions(images, cfg)
+        d = cfg.patch ** 2 * images.shape[3]
+        if self.codebook.shape[1] != d:
+            raise DataError(f"bow: the codebook was learned on {self.codebook.shape[1] // cfg.patch ** 2}-channel "
+                            f"images, these have {images.shape[3]}; convert them with data.mode")
+        coder = _Coder(self, rows, cols)
+        out = np.empty((len(images), cfg.pool ** 2 * cfg.words), np.float32)
+
+        def code(image: slice) -> None:
+            out[image] = coder.code(images[image])
+
+        # One image per matrix product: its codes then never depend on the batch it came in.
+        map_row_blocks(code, len(images), 1)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {"codebook": self.codebook}
+        if self.cfg.whiten:
+            arrays |= {"zca": self.zca, "zca_mean": self.zca_mean}
+        return arrays
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        cfg = self.cfg
+        expected = {"codebook", "zca", "zca_mean"} if cfg.whiten else {"codebook"}
+        if set(state) != expected:
+            raise CheckpointError(f"bow state has arrays {sorted(state)}, expected {sorted(expected)} "
+                                  f"(whiten={cfg.whiten}); the checkpoint does not match this bow config")
+        codebook = state["codebook"]
+        channels = codebook.shape[1] // cfg.patch ** 2 if codebook.ndim == 2 else 0
+        if codebook.shape != (cfg.words, channels * cfg.patch ** 2) or channels not in (1, 3):
+            raise CheckpointError(f"bow codebook has shape {codebook.shape}, expected ({cfg.words}, "
+                                  f"{cfg.patch ** 2} or {3 * cfg.patch ** 2}) for words={cfg.words}, patch={cfg.patch}")
+        d = codebook.shape[1]
+        if cfg.whiten and (state["zca"].shape != (d, d) or state["zca_mean"].shape != (d,)):
+            raise CheckpointError(f"bow whitening arrays have shapes {state['zca'].shape} and "
+                                  f"{state['zca_mean'].shape}, expected ({d}, {d}) and ({d},)")
+        self.codebook = codebook.astype(np.float32)
+        if cfg.whiten:
+            self.zca, self.zca_mean = state["zca"].astype(np.float32), state["zca_mean"].astype(np.float32)
+
+
+class _Coder:
+    """Codes blocks of images with a fitted BagOfWords; thread-safe (read-only state)."""
+
+    def __init__(self, bow: BagOfWords, rows: int, cols: int) -> None:
+        cfg = bow.cfg
+        self.cfg, self.zca = cfg, bow.zca
+        self.zca_bias = bow.zca_mean @ bow.zca if cfg.whiten else None                 # (d,)
+        self.words_aug = augment_centroids(bow.codebook)                               # (d + 2, words)
+        self.rows, self.cols = rows, cols
+        self.row_edges, self.col_edges = _cell_edges(rows, cfg.pool), _cell_edges(cols, cfg.pool)
+        cell_row = np.repeat(np.arange(cfg.pool), np.diff(self.row_edges))
+        cell_col = np.repeat(np.arange(cfg.pool), np.diff(self.col_edges))
+        self.cell_of_position = (cell_row[:, None] * cfg.pool + cell_col).ravel()      # (rows · cols,)
+        self.inverse_words = np.full(cfg.words, 1 / cfg.words, np.float32)
+
+    def code(self, images: np.ndarray) -> np.ndarray:
+        """Pooled codes (B, pool² · words) of images (B, H, W, C)."""
+        cfg = self.cfg
+        X = normalize_patches(dense_patches(images, cfg.patch, cfg.stride), cfg.eps_norm)   # (B·P, d)
+        if cfg.whiten:
+            X = X @ self.zca
+            X -= self.zca_bias
+        sqdist = augment_points(X) @ self.words_aug                                   # (B·P, words)
+        if cfg.encoding == "hard":
+            return self._histograms(sqdist.argmin(axis=1), len(images))
+        # Rounding can leave a tiny squared distance below zero; its magnitude is as good an estimate.
+        z = np.sqrt(np.abs(sqdist, out=sqdist), out=sqdist)
+        mean_z = z @ self.inverse_words                                               # (B·P,)
+        # Σ_j max(0, mean_j − z_jk) = Σ_j mean_j − Σ_j min(mean_j, z_jk), summed over the patches j of a cell
+        below = np.minimum(z, mean_z[:, None], out=z)
+        pooled_mean = self._pool(mean_z.reshape(len(images), self.rows, self.cols, 1))
+        return (pooled_mean - self._pool(below.reshape(len(images), self.rows, self.cols, cfg.words))).reshape(
+            len(images), -1)
+
+    def _pool(self, values: np.ndarray) -> np.ndarray:
+        """Sums over the grid cells: (B, rows, cols, K) -> (B, pool, pool, K)."""
+        cells = []
+        for r0, r1 in zip(self.row_edges[:-1], self.row_edges[1:]):
+            band = values[:, r0:r1].sum(axis=1)                                       # (B, cols, K)
+            cells.append([band[:, c0:c1].sum(axis=1) for c0, c1 in zip(self.col_edges[:-1], self.col_edges[1:])])
+        return np.array(cells, dtype=np.float32).transpose(2, 0, 1, 3)
+
+    def _histograms(self, nearest: np.ndarray, n: int) -> np.ndarray:
+        """Per-cell counts of the nearest words (B·P,) -> (B, pool² · words)."""
+        cells, words = self.cfg.pool ** 2, self.cfg.words
+        image = np.repeat(np.arange(n), self.rows * self.cols)
+        slot = (image * cells + np.tile(self.cell_of_position, n)) * words + nearest
+        return np.bincount(slot, minlength=n * cells * words).reshape(n, -1).astype(np.float32)
+
+
+def random_patches(images: np.ndarray, count: int, patch: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` patches at uniformly random images and positions: (count, patch² · C) float32."""
+    n, height, width, channels = images.shape
+    windows = sliding_window_view(images, (patch, patch, channels), axis=(1, 2, 3))[:, :, :, 0]
+    index = rng.integers(n, size=count)
+    y = rng.integers(height - patch + 1, size=count)
+    x = rng.integers(width - patch + 1, size=count)
+    return windows[index, y, x].reshape(count, -1).astype(np.float32)
+
+
+def dense_patches(images: np.ndarray, patch: int, stride: int) -> np.ndarray:
+    """All patches every `stride` pixels, image by image, row-major: (N · rows · cols, patch² · C) float32."""
+    channels = images.shape[3]
+    windows = sliding_window_view(images, (patch, patch, channels), axis=(1, 2, 3))[:, ::stride, ::stride, 0]
+    return windows.astype(np.float32).reshape(-1, patch * patch * channels)
+
+
+def normalize_patches(X: np.ndarray, eps: float) -> np.ndarray:
+    """Brightness and contrast normalization in place: (x − mean(x)) / sqrt(var(x) + eps) per row of X (M, d)."""
+    X -= X.mean(axis=1, keepdims=True)
+    X /= np.sqrt(np.einsum("ij,ij->i", X, X)[:, None] / X.shape[1] + eps)
+    return X
+
+
+def zca_whitening(X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """ZCA whitening of rows X (M, d): the mean (d,) and W = V diag(1/sqrt(λ + eps)) Vᵀ (d, d), from
+    the eigendecomposition of the covariance; (X − mean) @ W has covariance V diag(λ/(λ + eps)) Vᵀ."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    centered = X - mean.astype(np.float32)
+    cov = (centered.T @ centered).astype(np.float64) / max(len(X) - 1, 1)
+    eigenvalues, V = np.linalg.eigh(cov)
+    W = (V / np.sqrt(np.maximum(eigenvalues, 0) + eps)) @ V.T
+    return mean.astype(np.float32), W.astype(np.float32)
+
+
+def _positions(images: np.ndarray, cfg: BowConfig) -> tuple[int, int]:
+    """Rows and columns of the dense patch grid; DataError if the images cannot give a pool grid."""
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataError(f"bow: expected images of shape (N, H, W, C) and dtype uint8, "
+                        f"got shape {images.shape} and dtype {images.dtype}")
+    height, width = images.shape[1:3]
+    if cfg.patch > min(height, width):
+        raise DataError(f"bow: patch={cfg.patch} does not fit in the {height}x{width} images; "
+                        f"use a patch of at most {min(height, width)}")
+    rows, cols = (height - cfg.patch) // cfg.stride + 1, (width - cfg.patch) // cfg.stride + 1
+    if cfg.pool > min(rows, cols):
+        raise DataError(f"bow: pool={cfg.pool} is finer than the {rows}x{cols} grid of patch positions "
+                        f"(patch={cfg.patch}, stride={cfg.stride}); use a pool of at most {min(rows, cols)}")
+    return rows, cols
+
+
+def _cell_edges(n: int, cells: int) -> np.ndarray:
+    """Boundaries of `cells` near-equal runs of n positions, the longer runs first: (cells + 1,)."""
+    size, extra = divmod(n, cells)
+    return np.array([i * size + min(i, extra) for i in range(cells + 1)])

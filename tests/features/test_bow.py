@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from skimage import data
+
+from mlpcli.errors import CheckpointError, ConfigError, DataError
+from mlpcli.features.bow import BagOfWords, BowConfig, normalize_patches, random_patches
+
+
+@functools.cache
+def crops(size: int, count: int, gray: bool = False) -> np.ndarray:
+    """`count` seeded random size×size crops of skimage's astronaut photo: (count, size, size, C) uint8."""
+    photo = data.astronaut()
+    if gray:
+        photo = np.round(photo @ [0.299, 0.587, 0.114]).astype(np.uint8)[..., None]
+    rng = np.random.default_rng(0)
+    y, x = rng.integers(0, 512 - size, (2, count))
+    return np.stack([photo[i:i + size, j:j + size] for i, j in zip(y, x)])
+
+
+def fitted(images: np.ndarray, **options) -> BagOfWords:
+    bow = BagOfWords(BowConfig(**{"patches": 400, "words": 6, "iterations": 10, **options}))
+    bow.fit(images, np.random.default_rng(0))
+    return bow
+
+
+def naive_codes(bow: BagOfWords, images: np.ndarray) -> np.ndarray:
+    """The encoding by loops over images, patch positions and words, in float64."""
+    cfg = bow.cfg
+    codebook = bow.codebook.astype(np.float64)
+    features = []
+    for image in images.astype(np.float64):
+        ys = range(0, image.shape[0] - cfg.patch + 1, cfg.stride)
+        xs = range(0, image.shape[1] - cfg.patch + 1, cfg.stride)
+        codes = np.zeros((len(ys), len(xs), cfg.words))
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                patch = image[y:y + cfg.patch, x:x + cfg.patch].ravel()
+                patch = (patch - patch.mean()) / np.sqrt(patch.var() + cfg.eps_norm)
+                if cfg.whiten:
+                    patch = (patch - bow.zca_mean) @ bow.zca
+                z = np.array([np.linalg.norm(patch - word) for word in codebook])
+                if cfg.encoding == "hard":
+                    codes[i, j, z.argmin()] = 1
+                else:
+                    codes[i, j] = np.maximum(0, z.mean() - z)
+        cells = [cell.sum(axis=(0, 1)) for band in np.array_split(codes, cfg.pool, axis=0)
+                 for cell in np.array_split(band, cfg.pool, axis=1)]
+        features.append(np.concatenate(cells))
+    return np.array(features)
+
+
+@pytest.mark.parametrize("encoding", ["hard", "triangle"])
+@pytest.mark.parametrize("pool, stride, patch, whiten, gray", [
+    (1, 1, 4, True, False), (2, 1, 4, True, False), (2, 3, 5, True, False), (3, 2, 3, False, False),
+    (2, 1, 4, True, True)], ids=["pool1", "pool2", "stride3", "pool3-stride2-raw", "gray"])
+def test_codes_equal_a_loop_over_patches(encoding, pool, stride, patch, whiten, gray):
+    train, images = crops(16, 20, gray), crops(13, 30, gray)[10:]
+    bow = fitted(train, encoding=encoding, pool=pool, stride=stride, patch=patch, whiten=whiten)
+    ours = bow.transform(images)
+    assert ours.dtype == np.float32 and ours.shape == (len(images), pool ** 2 * 6)
+    np.testing.assert_allclose(ours, naive_codes(bow, images), rtol=2e-4, atol=2e-3)
+
+
+def test_images_are_coded_independently_of_their_batch():
+    bow = fitted(crops(16, 20))
+    images = crops(12, 200)                               # several blocks, coded by two threads
+    whole = bow.transform(images)
+    np.testing.assert_array_equal(np.concatenate([bow.transform(images[:7]), bow.transform(images[7:])]), whole)
+    np.testing.assert_array_equal(bow.transform(images[::-1]), whole[::-1])
+
+
+def test_hard_codes_count_every_patch_once():
+    bow = fitted(crops(16, 20), encoding="hard", pool=2, stride=2)
+    codes = bow.transform(crops(16, 5))
+    np.testing.assert_array_equal(codes.sum(axis=1), 36)   # (16 - 6) // 2 + 1 = 6 positions per side
+
+
+def test_whitened_patches_have_unit_covariance_off_the_mean_direction():
+    cfg = BowConfig(patch=3, eps_zca=1e-6)
+    X = normalize_patches(random_patches(crops(24, 60), 20000, cfg.patch, np.random.default_rng(1)), cfg.eps_norm)
+    bow = BagOfWords(BowConfig(patch=3, words=4, patches=20000, eps_zca=1e-6, iterations=1))
+    bow.fit(crops(24, 60), np.random.default_rng(1))
+    white = (X - bow.zca_mean).astype(np.float64) @ bow.zca
+    d = X.shape[1]
+    # Normalized patches have zero mean, so the all-ones direction carries no variance to scale up.
+    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(d) - 1 / d, atol=2e-2)
+    np.testing.assert_allclose(np.cov(X, rowvar=False) @ np.ones(d), 0, atol=1e-3)
+
+
+def test_fit_is_deterministic_for_a_seed():
+    first, second = fitted(crops(16, 20)), fitted(crops(16, 20))
+    np.testing.assert_array_equal(first.codebook, second.codebook)
+    np.testing.assert_array_equal(first.zca, second.zca)
+    other = BagOfWords(BowConfig(patches=400, words=6, iterations=10))
+    other.fit(crops(16, 20), np.random.default_rng(1))
+    assert not np.array_equal(other.codebook, first.codebook)
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_state_round_trip_gives_identical_codes(whiten):
+    bow = fitted(crops(16, 20), whiten=whiten)
+    state = bow.state()
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in state.values())
+    restored = BagOfWords(bow.cfg)
+    restored.load_state({name: array.copy() for name, array in state.items()})
+    images = crops(16, 8)
+    np.testing.assert_array_equal(restored.transform(images), bow.transform(images))
+
+
+def test_mismatched_state_is_a_checkpoint_error():
+    state = fitted(crops(16, 20)).state()
+    with pytest.raises(CheckpointError, match="zca_mean"):
+        BagOfWords(BowConfig(words=6)).load_state({k: v for k, v in state.items() if k != "zca_mean"})
+    with pytest.raises(CheckpointError, match="whiten=False"):
+        BagOfWords(BowConfig(words=6, whiten=False)).load_state(state)
+    with pytest.raises(CheckpointError, match=r"shape \(6, 108\), expected \(8, 36 or 108\)"):
+        BagOfWords(BowConfig(words=8)).load_state(state)
+    with pytest.raises(CheckpointError, match="whitening arrays"):
+        BagOfWords(BowConfig(words=6)).load_state({**state, "zca": state["zca"][:3]})
+
+
+def test_bad_options_and_images_are_named():
+    with pytest.raises(ConfigError, match="bow.eps_norm: must be positive"):
+        BagOfWords(BowConfig(eps_norm=0.0))
+    with pytest.raises(ConfigError, match="bow.patches"):
+        BagOfWords(BowConfig(words=50, patches=10)).fit(crops(16, 4), np.random.default_rng(0))
+    with pytest.raises(DataError, match="patch=6 does not fit in the 5x5 images"):
+        fitted(crops(5, 4))
+    with pytest.raises(DataError, match="pool=4 is finer than the 3x3 grid"):
+        fitted(crops(16, 4), pool=4, stride=5)
+    with pytest.raises(DataError, match="learned on 3-channel images, these have 1"):
+        fitted(crops(16, 20)).transform(crops(16, 2, gray=True))
