@@ -15,7 +15,8 @@ the GIL for most of the per-file work on small images, so on 2 cores the 50,000 
 
 The decoded arrays are cached as .npy files under `cache_dir/images/`, keyed by a hash of the file
 list, file sizes and modification times and the size/mode/on_error policy, so a second run reads them
-back instead of decoding (0.6 s for those 50,000 images). With `data.on_error: skip`, unreadable images are left out and a `warnings.warn` gives their count.
+back instead of decoding (0.6 s for those 50,000 images). With `data.on_error: skip`, unreadable
+images are left out and a `warnings.warn` (UserWarning) gives their count, on cached runs too.
 """
 
 from __future__ import annotations
