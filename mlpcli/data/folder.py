@@ -143,9 +143,8 @@ def decode(listing: Listing, cfg: DataConfig) -> tuple[dict[str, Dataset], list[
         for index, split in enumerate(listing.split_names):
             if not (keep & (listing.labels == label) & (listing.splits == index)).any():
                 raise DataError(f"class '{name}' of the {split} split has no readable image left after skipping")
-    datasets = {split: Dataset(images[keep & (listing.splits == index)], listing.labels[keep & (listing.splits == index)],
-                               listing.classes)
-                for index, split in enumerate(listing.split_names)}
+    selected = {split: keep & (listing.splits == index) for index, split in enumerate(listing.split_names)}
+    datasets = {split: Dataset(images[mask], listing.labels[mask], listing.classes) for split, mask in selected.items()}
     skipped = [failed[i] for i in sorted(failed)]
     _warn_skipped(skipped, listing.root)
     return datasets, skipped
@@ -209,7 +208,8 @@ def _cache_folder(cache_dir: Path, listing: Listing, cfg: DataConfig) -> Path:
                               cfg.on_error]).encode())
     for path, label, split in zip(listing.paths, listing.labels.tolist(), listing.splits.tolist()):
         stat = path.stat()
-        digest.update(f"{path.relative_to(listing.root)}\0{label}\0{split}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        entry = f"{path.relative_to(listing.root)}\0{label}\0{split}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+        digest.update(entry.encode())
     return cache_dir / "images" / f"folder-{digest.hexdigest()[:32]}"
 
 
