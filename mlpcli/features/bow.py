@@ -24,7 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mlpcli.errors import CheckpointError, ConfigError, DataError
 from mlpcli.features.base import Extractor
-from mlpcli.features.kmeans import augment_centroids, augment_points, kmeans, map_row_blocks
+from mlpcli.features.kmeans import (augment_centroids, augment_points, kmeans, map_row_blocks,
+                                   single_threaded_blas)
 from mlpcli.schema import option
 
 
@@ -70,8 +71,9 @@ class BagOfWords(Extractor):
                               f"sample at least bow.words patches")
         X = normalize_patches(random_patches(images, cfg.patches, cfg.patch, rng), cfg.eps_norm)
         if cfg.whiten:
-            self.zca_mean, self.zca = zca_whitening(X, cfg.eps_zca)
-            X = (X - self.zca_mean) @ self.zca
+            with single_threaded_blas():
+                self.zca_mean, self.zca = zca_whitening(X, cfg.eps_zca)
+                X = (X - self.zca_mean) @ self.zca
         self.codebook = kmeans(X, cfg.words, rng, max_iter=cfg.iterations).centroids
 
     def transform(self, images: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 Squared distances come from a single matrix product of augmented rows,
 [x, 1, ‖x‖²] · [−2c, ‖c‖², 1]ᵀ = ‖x‖² − 2x·c + ‖c‖², computed in blocks of rows so that memory
-stays bounded; the blocks run in one worker thread per core with single-threaded BLAS, which keeps
-both cores busy also in the elementwise work that follows each product.
+stays bounded. The blocks run in one worker thread per core, each with single-threaded BLAS: both
+cores then stay busy also in the elementwise work that follows each product, and no BLAS thread
+waits on another — on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a
+product that takes 0.5 ms on one thread.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def kmeans(X: np.ndarray, k: int, rng: np.random.Generator, *, max_iter: int = 5
     X = np.ascontiguousarray(X, dtype=np.float32)
     if not 1 <= k <= len(X):
         raise ValueError(f"k-means needs 1 <= k <= number of points, got k={k} for {len(X)} points")
+    with single_threaded_blas():
+        return _kmeans(X, k, rng, max_iter, tol)
+
+
+def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, max_iter: int, tol: float) -> KMeans:
     subset = rng.choice(len(X), size=min(len(X), INIT_POINTS_PER_CLUSTER * k), replace=False)
     centroids = kmeans_plus_plus(X[np.sort(subset)], k, rng)
     X_aug = augment_points(X)
@@ -125,8 +132,13 @@ def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int
     workers = min(os.cpu_count() or 1, len(blocks))
     if workers <= 1:
         return [work(rows) for rows in blocks]
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(work, blocks))
+
+
+def single_threaded_blas() -> threadpool_limits:
+    """A context in which BLAS runs on the calling thread alone."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _cluster_means(X: np.ndarray, labels: np.ndarray, sqdist: np.ndarray, centroids: np.ndarray) -> np.ndarray:
