@@ -7,6 +7,7 @@ from typing import Any
 
 from mlpcli.errors import ConfigError
 from mlpcli.features.base import Extractor
+from mlpcli.features.bow import BagOfWords
 from mlpcli.features.color import ColorHist
 from mlpcli.features.hog import Hog
 from mlpcli.features.pixels import Pixels
@@ -16,6 +17,7 @@ EXTRACTORS: dict[str, type[Extractor]] = {
     "pixels": Pixels,
     "color_hist": ColorHist,
     "hog": Hog,
+    "bow": BagOfWords,
 }
 
 
