@@ -54,10 +54,12 @@ class BagOfWords(Extractor):
 
     def __init__(self, cfg: BowConfig) -> None:
         super().__init__(cfg)
-        for key in ("eps_norm", "eps_zca"):
+        reasons = {"eps_norm": "a flat patch has zero variance",
+                   "eps_zca": "normalized patches have a singular covariance"}
+        for key, reason in reasons.items():
             if getattr(cfg, key) <= 0:
-                raise ConfigError(f"bow.{key}: must be positive, got {getattr(cfg, key)!r}; normalized patches "
-                                  f"can have zero variance (use e.g. {getattr(BowConfig, key)})")
+                raise ConfigError(f"bow.{key}: must be positive, got {getattr(cfg, key)!r}: {reason} "
+                                  f"(the default is {getattr(BowConfig, key)})")
         self.codebook: np.ndarray | None = None   # (words, d) float32, d = patch² · C
         self.zca: np.ndarray | None = None        # (d, d) whitening matrix
         self.zca_mean: np.ndarray | None = None   # (d,) mean patch, subtracted before whitening

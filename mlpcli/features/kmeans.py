@@ -1,11 +1,11 @@
 """k-means in float32: k-means++ seeding, Lloyd iterations, squared distances as one GEMM.
 
-Squared distances come from a single matrix product of augmented rows,
-[x, 1, ‖x‖²] · [−2c, ‖c‖², 1]ᵀ = ‖x‖² − 2x·c + ‖c‖², computed in blocks of rows so that memory
-stays bounded. The blocks run in one worker thread per core, each with single-threaded BLAS: both
-cores then stay busy also in the elementwise work that follows each product, and no BLAS thread
-waits on another — on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a
-product that takes 0.5 ms on one thread.
+Squared distances come from one matrix product of augmented rows,
+[x, 1, ‖x‖²] · [−2c, ‖c‖², 1]ᵀ = ‖x‖² − 2x·c + ‖c‖², in blocks of rows so that memory stays bounded.
+The blocks run in one worker thread per core, each with single-threaded BLAS: both cores then stay
+busy also in the elementwise work that follows each product, and no BLAS thread waits on another —
+on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a product that takes
+0.5 ms on one thread.
 """
 
 from __future__ import annotations
