@@ -1,0 +1,304 @@
+"""End to end on CIFAR-10 JPEGs: `mlp train CONFIG` against a scikit-learn and a PyTorch pipeline.
+
+    python benchmarks/bench_e2e.py [--data PATH] [--config configs/cifar10_hog_color.yaml] [--repeats 2]
+
+Each pipeline runs in its own process from a cold start: list the files, decode every JPEG, extract
+features, standardize, train with the config's network, batch size, optimizer, epochs, patience and
+validation split, and score the validation images. mlp runs `mlp train CONFIG data.path=... cache_dir=<an
+empty temporary folder>`. The peers decode with OpenCV and compute OpenCV HOG (HOGDescriptor with the
+config's cell, block and bin counts) plus a hue histogram (cv2.calcHist) in a process pool over all cores,
+as mlp decodes in one; then scikit-learn trains MLPClassifier through partial_fit epoch by epoch, and
+PyTorch trains the same network with torch.optim.SGD. The three alternate, `--repeats` rounds; each keeps
+its best wall time. Peak memory is taken twice: the largest single process (wait4's ru_maxrss over the
+process and its pool workers) and the whole process tree's summed RSS, sampled every 50 ms from /proc.
+
+Run alone it prints the end-to-end table; bench_train.py prints it after the epoch table. Needs the
+CIFAR-10 JPEG folder (see bench_train.py for --data); scikit-learn, OpenCV and PyTorch are optional.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "cifar10_hog_color.yaml"
+CHUNK = 500   # files per pool task
+
+
+@dataclass
+class Measured:
+    seconds: float       # wall time
+    max_rss: int         # bytes, the largest single process
+    tree_rss: int        # bytes, the most the process tree held at once (sampled)
+    result: dict         # what the pipeline reported (accuracy, epochs)
+
+
+def measure(cmd: list[str], cwd: Path) -> tuple[float, int, int]:
+    """Run `cmd`: its wall time (s), the largest single process's peak RSS and the tree's summed peak RSS (bytes)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], tree_rss(process.pid))
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024, peak[0]
+
+
+def tree_rss(root: int) -> int:
+    """Summed resident memory (bytes) of process `root` and all its descendants."""
+    parents, rss = {}, {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            statm = Path(entry.path, "statm").read_text()
+        except OSError:              # the process ended meanwhile
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        rss[pid] = int(statm.split()[1]) * page
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(rss.get(pid, 0) for pid in tree)
+
+
+def ours(root: Path, config: Path, workdir: Path) -> tuple[list[str], Callable[[], dict]]:
+    """The `mlp train` command with a cold cache in `workdir`, and a reader of its result."""
+    cmd = [sys.executable, "-m", "mlpcli", "train", "-q", str(config), f"data.path={root}",
+           f"cache_dir={workdir / 'cache'}", f"output.dir={workdir / 'runs'}"]
+
+    def result() -> dict:
+        summary = json.loads(next((workdir / "runs").glob("*/summary.json")).read_text())
+        return {"accuracy": summary["val"]["accuracy"], "epochs": summary["epochs_run"]}
+
+    return cmd, result
+
+
+def peer(name: str, root: Path, config: Path, workdir: Path) -> tuple[list[str], Callable[[], dict]]:
+    """The command running peer pipeline `name` (sklearn or torch), and a reader of its result."""
+    path = workdir / "result.json"
+    cmd = [sys.executable, __file__, "--peer", name, "--data", str(root), "--config", str(config), "--result", str(path)]
+    return cmd, lambda: json.loads(path.read_text())
+
+
+# ---- the peers' pipeline (runs in the child process) ----
+
+def opencv_features(paths: list[str], hog_cfg: dict, bins: int) -> np.ndarray:
+    """OpenCV HOG + hue histogram (N, D) float32 of the image files `paths`."""
+    import cv2
+    cv2.setNumThreads(1)             # one image at a time per pool worker
+    cell = hog_cfg.get("pixels_per_cell", 8)
+    block = cell * hog_cfg.get("cells_per_block", 2)
+    descriptor = None
+    rows = []
+    for path in paths:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if descriptor is None:
+            h, w = image.shape[:2]
+            descriptor = cv2.HOGDescriptor((w, h), (block, block), (cell, cell), (cell, cell),
+                                           hog_cfg.get("orientations", 9))
+        hue = cv2.calcHist([cv2.cvtColor(image, cv2.COLOR_BGR2HSV)], [0], None, [bins], [0, 180])[:, 0]
+        rows.append(np.concatenate([descriptor.compute(image), hue / hue.sum()]))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, D) and labels (N,) of every JPEG under root/train/<class>/, in a pool over all cores."""
+    extractors = {spec.name: spec.cfg for spec in cfg.features.extractors}
+    if set(extractors) != {"hog", "color_hist"} or extractors["color_hist"].space != "hue":
+        raise SystemExit(f"the peers mirror only hog + color_hist(space: hue); the config has {list(extractors)}")
+    hog_cfg = {key: getattr(extractors["hog"], key) for key in ("orientations", "pixels_per_cell", "cells_per_block")}
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(str(p) for p in (root / "train" / name).iterdir() if p.suffix.lower() == ".jpg")
+        paths += files
+        labels += [label] * len(files)
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    with Pool(os.cpu_count()) as pool:
+        parts = pool.starmap(opencv_features, [(chunk, hog_cfg, extractors["color_hist"].bins) for chunk in chunks])
+    return np.concatenate(parts), np.array(labels, dtype=np.int64)
+
+
+def split(X: np.ndarray, y: np.ndarray, cfg) -> tuple[np.ndarray, ...]:
+    """Seeded random train/validation split with the config's fraction, standardized on the train part."""
+    order = np.random.default_rng(cfg.seed).permutation(len(y))
+    n_val = int(round(len(y) * cfg.data.val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    mean, std = X[train].mean(axis=0), X[train].std(axis=0) + 1e-6
+    return (X[train] - mean) / std, y[train], (X[val] - mean) / std, y[val]
+
+
+def train_sklearn(X, y, Xv, yv, cfg) -> dict:
+    """MLPClassifier with the config's network and SGD settings, one partial_fit per epoch, with patience.
+    (partial_fit keeps its first learning rate: scikit-learn has no per-epoch step schedule.)"""
+    from sklearn.neural_network import MLPClassifier
+    batch = cfg.train.batch_size
+    clf = MLPClassifier(tuple(cfg.model.hidden), solver="sgd", batch_size=batch, learning_rate_init=cfg.optim.lr,
+                        momentum=cfg.optim.momentum, nesterovs_momentum=cfg.optim.nesterov,
+                        alpha=2 * cfg.reg * batch,     # its α·W/batch term equals mlp's 2λW gradient
+                        random_state=cfg.seed)
+    classes = np.unique(y)
+    return _epochs(cfg, lambda epoch: clf.partial_fit(X, y, classes=classes), lambda: clf.score(Xv, yv))
+
+
+def train_torch(X, y, Xv, yv, cfg) -> dict:
+    """The same network in PyTorch: Linear/ReLU, cross-entropy, SGD with momentum, weight decay 2λ on weights."""
+    import torch
+    from mlpcli.nn.optim import learning_rate
+    torch.manual_seed(cfg.seed)
+    net = torch_net([X.shape[1], *cfg.model.hidden, int(y.max()) + 1])
+    optimizer = torch_sgd(net, cfg)
+    X, y, Xv, yv = map(torch.from_numpy, (X, y, Xv, yv))
+    batch = cfg.train.batch_size
+
+    def epoch(index):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg.optim, index, cfg.train.epochs)
+        order = torch.randperm(len(y))
+        for start in range(0, len(y), batch):
+            rows = order[start:start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(X[rows]), y[rows]).backward()
+            optimizer.step()
+
+    def score():
+        with torch.no_grad():
+            return float((net(Xv).argmax(dim=1) == yv).float().mean())
+
+    return _epochs(cfg, epoch, score)
+
+
+def torch_net(sizes: list[int]):
+    """Linear → ReLU → … → Linear for layer widths `sizes`."""
+    import torch
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def torch_sgd(net, cfg):
+    """SGD with mlp's momentum form (v ← μv + g), weight decay 2λ on the weights only (λ·ΣW² as in mlp)."""
+    import torch
+    weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in net.named_parameters() if name.endswith("bias")]
+    return torch.optim.SGD([{"params": weights, "weight_decay": 2 * cfg.reg}, {"params": biases, "weight_decay": 0}],
+                           lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+
+
+def _epochs(cfg, epoch, score) -> dict:
+    """Run `epoch(i)` then `score()` until the config's epochs or patience run out; best validation accuracy."""
+    best, best_epoch = -1.0, 0
+    for index in range(cfg.train.epochs):
+        epoch(index)
+        accuracy = score()
+        if accuracy > best:
+            best, best_epoch = accuracy, index
+        elif cfg.train.patience and index - best_epoch >= cfg.train.patience:
+            return {"accuracy": best, "epochs": index + 1}
+    return {"accuracy": best, "epochs": cfg.train.epochs}
+
+
+def run_peer(name: str, root: Path, config: Path, result: Path) -> None:
+    from mlpcli.config import load_config
+    cfg = load_config(config)
+    X, y = peer_features(root, cfg)
+    trainer = {"sklearn": train_sklearn, "torch": train_torch}[name]
+    result.write_text(json.dumps(trainer(*split(X, y, cfg), cfg)))
+
+
+# ---- the table ----
+
+def available_peers() -> list[str]:
+    peers = []
+    for name, modules in {"sklearn": ("sklearn", "cv2"), "torch": ("torch", "cv2")}.items():
+        try:
+            for module in modules:
+                __import__(module)
+            peers.append(name)
+        except ImportError:
+            print(f"note: {name} pipeline skipped ({' and '.join(modules)} needed: pip install -e '.[bench]')")
+    return peers
+
+
+def e2e_table(root: Path, config: Path, repeats: int) -> list[str]:
+    """Interleaved cold-start runs of mlp and the peers; the table's lines."""
+    runs = {"mlp train": lambda work: ours(root, config, work)}
+    for name in available_peers():
+        runs[f"{name} pipeline"] = lambda work, name=name: peer(name, root, config, work)
+    best: dict[str, Measured] = {}
+    loads = [os.getloadavg()[0]]
+    for _ in range(repeats):
+        for label, command in runs.items():
+            with tempfile.TemporaryDirectory(prefix="mlp-e2e-") as work:
+                cmd, result = command(Path(work))
+                measured = Measured(*measure(cmd, REPO), result())
+            loads.append(os.getloadavg()[0])
+            if label not in best or measured.seconds < best[label].seconds:
+                best[label] = measured
+    base = best["mlp train"].seconds
+    lines = [f"End to end, cold cache: {config.relative_to(REPO) if config.is_relative_to(REPO) else config} "
+             f"(best of {repeats}; 1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores)",
+             "", "| pipeline | wall s | vs mlp | val accuracy | epochs | peak RSS, largest process | peak RSS, process tree |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, m in best.items():
+        lines.append(f"| {label} | {m.seconds:.1f} | {m.seconds / base:.2f}x | {m.result['accuracy']:.2%} | "
+                     f"{m.result['epochs']} | {m.max_rss / 2**20:.0f} MiB | {m.tree_rss / 2**20:.0f} MiB |")
+    return lines
+
+
+def main() -> int:
+    import argparse
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_train import DEFAULT_DATA, clean_blas_env, find_images
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 .tgz of JPEGs, or its extracted folder")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the mlp config to run")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the three pipelines; the best counts")
+    parser.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
+    parser.add_argument("--peer", choices=["sklearn", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        run_peer(args.peer, args.data, args.config, args.result)
+        return 0
+    if not args.keep_blas_env:
+        clean_blas_env()
+    root = find_images(args.data)
+    if root is None:
+        return 0
+    print("\n".join(e2e_table(root, args.config.resolve(), args.repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
