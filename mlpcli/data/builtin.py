@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpcli.data.convert import to_dataset
 from mlpcli.data.dataset import Dataset
 
 SHAPE_NAMES = ["circle", "square", "triangle", "cross", "ring", "diamond"]
@@ -17,7 +18,7 @@ def load_shapes(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     rng = np.random.default_rng(opts.seed)
     labels = rng.permutation(np.repeat(np.arange(opts.classes), opts.per_class))
     images = render_shapes(labels, opts.size, opts.noise, rng)
-    return {"train": Dataset(images, labels.astype(np.int64), SHAPE_NAMES[:opts.classes])}
+    return {"train": to_dataset(images, labels, SHAPE_NAMES[:opts.classes], "shapes", cfg.size, cfg.mode)}
 
 
 def render_shapes(labels: np.ndarray, size: int, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -55,5 +56,5 @@ def load_faces(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     from skimage.data import lfw_subset
 
     images = (lfw_subset() * 255).round().astype(np.uint8)[..., None]     # (200, 25, 25, 1)
-    labels = np.repeat(np.arange(2, dtype=np.int64), 100)
-    return {"train": Dataset(images, labels, ["face", "non-face"])}
+    labels = np.repeat(np.arange(2), 100)
+    return {"train": to_dataset(images, labels, ["face", "non-face"], "faces", cfg.size, cfg.mode)}

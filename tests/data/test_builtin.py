@@ -33,10 +33,17 @@ def test_each_shape_covers_a_plausible_area():
 
 
 def test_faces_are_the_lfw_subset():
-    faces = load_faces(None, None)["train"]
+    faces = load_faces(load_config().data, None)["train"]
     assert faces.images.shape == (200, 25, 25, 1)
     assert faces.classes == ["face", "non-face"]
     assert np.bincount(faces.labels).tolist() == [100, 100]
+
+
+def test_builtin_images_follow_data_size_and_mode():
+    cfg = load_config(None, ["data.size=[20, 24]", "data.mode=rgb"])
+    assert load_faces(cfg.data, None)["train"].images.shape == (200, 20, 24, 3)
+    cfg = load_config(None, ["data.mode=gray", "data.shapes.per_class=3"])
+    assert load_shapes(cfg.data, None)["train"].images.shape == (12, 32, 32, 1)
 
 
 def test_splits_are_stratified_disjoint_and_reproducible():
