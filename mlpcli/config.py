@@ -52,7 +52,7 @@ class DataConfig:
     val_fraction: float = option(0.2, "fraction of the training images held out for validation (seeded, stratified)",
                                  min=0.01, max=0.9)
     limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)
-    size: list[int] | None = option(None, "resize every image to [height, width]", min=1)
+    size: list[int] | None = option(None, "resize every image to [height, width]", min=1, length=2)
     mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])
     on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
                            choices=["raise", "skip"])

@@ -18,14 +18,16 @@ from mlpcli.errors import ConfigError
 
 
 def option(default: Any, help: str, *, choices: Callable[[], list[str]] | list[str] | None = None,
-           min: float | None = None, max: float | None = None, parse: Callable | None = None,
-           dump: Callable | None = None) -> Any:
+           min: float | None = None, max: float | None = None, length: int | None = None,
+           parse: Callable | None = None, dump: Callable | None = None) -> Any:
     """A config field: its default, one line of help, and the values it allows.
 
-    `choices` may be a callable (a registry looked up lazily); `parse(value, path)` and `dump(value)`
-    replace the generic validation for fields whose values are not plain types.
+    `choices` may be a callable (a registry looked up lazily); `min`/`max` bound numbers (and each item
+    of a list); `length` fixes a list's length; `parse(value, path)` and `dump(value)` replace the
+    generic validation for fields whose values are not plain types.
     """
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "parse": parse, "dump": dump}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "length": length, "parse": parse,
+            "dump": dump}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -130,6 +132,9 @@ def _typed(hint: Any, value: Any, path: str) -> Any:
 
 
 def _check_range(f: dataclasses.Field, value: Any, path: str) -> None:
+    length = f.metadata.get("length")
+    if length is not None and isinstance(value, list) and len(value) != length:
+        raise ConfigError(f"{path}: expected {length} values, got {len(value)} ({value!r})")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     items = value if isinstance(value, list) else [value]
     for item in items:

@@ -49,6 +49,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     ("optim.name=adm", "optim.name: 'adm' (str) is not one of adam, momentum, rmsprop, sgd; did you mean 'adam'?"),
     ("data.val_fraction=1.5", "data.val_fraction: 1.5 is out of range; it must be between 0.01 and 0.9"),
     ("features.extractors=[{hgo: {}}]", "unknown extractor 'features.extractors[0].hgo'"),
+    ("data.size=[32]", "data.size: expected 2 values, got 1 ([32])"),
     ("optim.lr", "override 'optim.lr' is not of the form key.path=value"),
     ("seed.x=1", "'seed' is a value, not a section"),
 ])

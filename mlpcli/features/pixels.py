@@ -15,7 +15,8 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)   # ITU-R 601, as PIL's
 @dataclass
 class PixelsConfig:
     gray: bool = option(False, "convert color images to grayscale first")
-    size: list[int] | None = option(None, "resize to [height, width] first (null: keep the image size)", min=1)
+    size: list[int] | None = option(None, "resize to [height, width] first (null: keep the image size)", min=1,
+                                    length=2)
 
 
 class Pixels(Extractor):
