@@ -10,7 +10,8 @@ config's cell, block and bin counts) plus a hue histogram (cv2.calcHist) in a pr
 as mlp decodes in one; then scikit-learn trains MLPClassifier through partial_fit epoch by epoch, and
 PyTorch trains the same network with torch.optim.SGD. The three alternate, `--repeats` rounds; each keeps
 its best wall time. Peak memory is taken twice: the largest single process (wait4's ru_maxrss over the
-process and its pool workers) and the whole process tree's summed RSS, sampled every 50 ms from /proc.
+process and its pool workers) and the whole process tree's summed RSS, sampled every 50 ms from /proc. Each round runs the three at every --threads
+count (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS in their environment).
 
 Run alone it prints the end-to-end table; bench_train.py prints it after the epoch table. Needs the
 CIFAR-10 JPEG folder (see bench_train.py for --data); scikit-learn, OpenCV and PyTorch are optional.
@@ -35,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "cifar10_hog_color.yaml"
 CHUNK = 500   # files per pool task
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -45,10 +47,10 @@ class Measured:
     result: dict         # what the pipeline reported (accuracy, epochs)
 
 
-def measure(cmd: list[str], cwd: Path) -> tuple[float, int, int]:
+def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
     """Run `cmd`: its wall time (s), the largest single process's peak RSS and the tree's summed peak RSS (bytes)."""
     start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak, done = [0], threading.Event()
 
     def sample():
@@ -250,28 +252,32 @@ def available_peers() -> list[str]:
     return peers
 
 
-def e2e_table(root: Path, config: Path, repeats: int) -> list[str]:
-    """Interleaved cold-start runs of mlp and the peers; the table's lines."""
+def e2e_table(root: Path, config: Path, repeats: int, thread_counts: list[int]) -> list[str]:
+    """Interleaved cold-start runs of mlp and the peers at each thread count; the table's lines."""
     runs = {"mlp train": lambda work: ours(root, config, work)}
     for name in available_peers():
         runs[f"{name} pipeline"] = lambda work, name=name: peer(name, root, config, work)
-    best: dict[str, Measured] = {}
+    best: dict[tuple[str, int], Measured] = {}
     loads = [os.getloadavg()[0]]
     for _ in range(repeats):
-        for label, command in runs.items():
-            with tempfile.TemporaryDirectory(prefix="mlp-e2e-") as work:
-                cmd, result = command(Path(work))
-                measured = Measured(*measure(cmd, REPO), result())
-            loads.append(os.getloadavg()[0])
-            if label not in best or measured.seconds < best[label].seconds:
-                best[label] = measured
-    base = best["mlp train"].seconds
-    lines = [f"End to end, cold cache: {config.relative_to(REPO) if config.is_relative_to(REPO) else config} "
-             f"(best of {repeats}; 1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores)",
-             "", "| pipeline | wall s | vs mlp | val accuracy | epochs | peak RSS, largest process | peak RSS, process tree |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, m in best.items():
-        lines.append(f"| {label} | {m.seconds:.1f} | {m.seconds / base:.2f}x | {m.result['accuracy']:.2%} | "
+        for threads in thread_counts:
+            env = os.environ | dict.fromkeys(THREAD_ENV, str(threads))
+            for label, command in runs.items():
+                with tempfile.TemporaryDirectory(prefix="mlp-e2e-") as work:
+                    cmd, result = command(Path(work))
+                    measured = Measured(*measure(cmd, REPO, env), result())
+                loads.append(os.getloadavg()[0])
+                key = (label, threads)
+                if key not in best or measured.seconds < best[key].seconds:
+                    best[key] = measured
+    shown = config.relative_to(REPO) if config.is_relative_to(REPO) else config
+    lines = [f"End to end, cold cache: {shown} (best of {repeats}; 1-min load average {min(loads):.1f}-{max(loads):.1f} "
+             f"on {os.cpu_count()} cores)", "",
+             "| pipeline | threads | wall s | vs mlp | val accuracy | epochs | peak RSS, largest process | "
+             "peak RSS, process tree |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (label, threads), m in best.items():
+        base = best[("mlp train", threads)].seconds
+        lines.append(f"| {label} | {threads} | {m.seconds:.1f} | {m.seconds / base:.2f}x | {m.result['accuracy']:.2%} | "
                      f"{m.result['epochs']} | {m.max_rss / 2**20:.0f} MiB | {m.tree_rss / 2**20:.0f} MiB |")
     return lines
 
@@ -284,6 +290,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 .tgz of JPEGs, or its extracted folder")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the mlp config to run")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the three pipelines; the best counts")
+    parser.add_argument("--threads", type=lambda text: [int(n) for n in text.split(",")], default=[os.cpu_count(), 1],
+                        help="comma-separated BLAS/OpenMP thread counts (default: all cores, then 1)")
     parser.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
     parser.add_argument("--peer", choices=["sklearn", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -296,7 +304,7 @@ def main() -> int:
     root = find_images(args.data)
     if root is None:
         return 0
-    print("\n".join(e2e_table(root, args.config.resolve(), args.repeats)))
+    print("\n".join(e2e_table(root, args.config.resolve(), args.repeats, args.threads)))
     return 0
 
 

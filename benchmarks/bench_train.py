@@ -1,6 +1,6 @@
 """Training speed: mlp's trainer against PyTorch and scikit-learn on identical networks, then end to end.
 
-    python benchmarks/bench_train.py [--data PATH] [--epochs 5] [--threads N] [--skip-e2e] [--e2e-repeats 2]
+    python benchmarks/bench_train.py [--data PATH] [--epochs 3] [--threads 2,1] [--skip-e2e] [--e2e-repeats 2]
 
 Prints the machine, its measured sgemm rate, the epoch table and the end-to-end table (bench_e2e.py).
 
@@ -17,8 +17,13 @@ BLAS: this environment may set OPENBLAS_CORETYPE=Haswell and OPENBLAS_L2_SIZE (f
 they make numpy's OpenBLAS run AVX2 kernels at about half the speed of its own choice on AVX-512 CPUs.
 Unless --keep-blas-env is given, the benchmark re-runs itself without both, which changes numpy's
 OpenBLAS only: mlp and scikit-learn (both numpy) get the kernel OpenBLAS picks for the CPU, PyTorch keeps
-its MKL/oneDNN, which these variables do not touch. --threads N sets both numpy's BLAS and PyTorch to N
-threads (default: each library's own default, the number of cores).
+its MKL/oneDNN, which these variables do not touch.
+
+Threads: every table is measured at each of the --threads counts (default: all cores, then 1), set for
+numpy's BLAS and PyTorch alike, in this process and (through OPENBLAS/OMP/MKL_NUM_THREADS) in the
+end-to-end child processes. On a machine shared with other work, OpenBLAS's and OpenMP's worker threads
+wait for one another on every product, and a busy neighbour turns that into long stalls; one thread
+shows the trainers without that effect.
 
 Needs the CIFAR-10 JPEGs: --data names a folder holding train/<class>/*.jpg, or a .tgz of one (default
 ../shared/data/cifar10-train.tgz, extracted to /tmp/cifar10 unless that exists). Without it the benchmark
@@ -190,7 +195,8 @@ def epoch_row(label: str, overrides: list[str], root: Path, epochs: int, peers: 
             "seconds": {name: min(values) for name, values in times.items()}}
 
 
-def epoch_table(root: Path, epochs: int, rates: dict, limit: int | None = None) -> list[str]:
+def epoch_rows(root: Path, epochs: int, limit: int | None) -> list[dict]:
+    """One row per network, at the current thread setting."""
     peers = {}
     if _import("torch") is not None:
         peers["torch"] = TorchEpochs
@@ -200,19 +206,36 @@ def epoch_table(root: Path, epochs: int, rates: dict, limit: int | None = None) 
     for index, (label, overrides) in enumerate(NETS.items()):
         chosen = {name: make for name, make in peers.items() if name != "sklearn" or index < SKLEARN_NETS}
         rows.append(epoch_row(label, overrides + [f"data.limit={limit}"] * bool(limit), root, epochs, chosen))
-    lines = [f"Seconds per epoch (best of {epochs}, trainers alternating epoch by epoch); GFLOP/s of the epoch's "
-             f"GEMMs; machine sgemm (2048^3, float32): numpy {rates['numpy']:.0f} GFLOP/s"
-             + (f", PyTorch {rates['torch']:.0f} GFLOP/s" if "torch" in rates else ""),
-             "", "| network | mlp s | PyTorch s | mlp / PyTorch | scikit-learn s | mlp / sklearn | "
-             "mlp GFLOP/s | PyTorch GFLOP/s | load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    return rows
+
+
+def epoch_table(rows: list[dict], epochs: int, rates: dict[int, dict]) -> list[str]:
+    """The epoch table's lines; `rows` carry their thread count, `rates` the sgemm rates per thread count."""
+    lines = [f"Seconds per epoch (best of {epochs}, trainers alternating epoch by epoch); GFLOP/s of the epoch's GEMMs; "
+             "machine sgemm (float32 2048^3): "
+             + "; ".join(f"{threads} thread{'s' * (threads > 1)}: " + ", ".join(f"{name} {rate:.0f} GFLOP/s"
+                                                                             for name, rate in r.items())
+                         for threads, r in rates.items()),
+             "", "| network | threads | mlp s | PyTorch s | mlp / PyTorch | scikit-learn s | mlp / sklearn | "
+             "mlp GFLOP/s | PyTorch GFLOP/s | load |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         s = row["seconds"]
         cell = lambda name: f"{s[name]:.3f}" if name in s else "-"                                   # noqa: E731
         ratio = lambda name: f"{s['mlp'] / s[name]:.2f}x" if name in s else "-"                      # noqa: E731
         rate = lambda name: f"{row['flops'] / s[name] / 1e9:.0f}" if name in s else "-"               # noqa: E731
-        lines.append(f"| {row['label']} | {cell('mlp')} | {cell('torch')} | {ratio('torch')} | {cell('sklearn')} | "
-                     f"{ratio('sklearn')} | {rate('mlp')} | {rate('torch')} | {row['load'][0]:.1f}-{row['load'][1]:.1f} |")
+        lines.append(f"| {row['label']} | {row['threads']} | {cell('mlp')} | {cell('torch')} | {ratio('torch')} | "
+                     f"{cell('sklearn')} | {ratio('sklearn')} | {rate('mlp')} | {rate('torch')} | "
+                     f"{row['load'][0]:.1f}-{row['load'][1]:.1f} |")
     return lines
+
+
+def use_threads(threads: int) -> None:
+    """numpy's BLAS and PyTorch in this process to `threads` (bench_e2e sets its children's environment)."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads, user_api="blas")
+    torch = _import("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def machine() -> list[str]:
@@ -244,8 +267,10 @@ def _import(name: str):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 JPEG folder or its .tgz")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per network and trainer; the best counts")
-    parser.add_argument("--threads", type=int, help="BLAS threads for numpy and PyTorch (default: theirs)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per network and trainer; the best counts")
+    parser.add_argument("--threads", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[os.cpu_count(), 1],
+                        help="comma-separated BLAS/OpenMP thread counts to measure at (default: all cores, then 1)")
     parser.add_argument("--limit", type=int, help="epoch table on this many images only (a quick check)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the sgemm and epoch tables")
     parser.add_argument("--e2e-repeats", type=int, default=2, help="rounds of the end-to-end pipelines")
@@ -258,19 +283,18 @@ def main() -> int:
     if root is None:
         return 0
     sys.path.insert(0, str(Path(__file__).parent))
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads, user_api="blas")
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)   # end-to-end runs
-        if _import("torch") is not None:
-            __import__("torch").set_num_threads(args.threads)
     print("\n".join(machine()), flush=True)
-    rates = sgemm_rates()
-    print("\n" + "\n".join(epoch_table(root, args.epochs, rates, args.limit)), flush=True)
+    rates, rows = {}, []
+    for threads in args.threads:
+        use_threads(threads)
+        rates[threads] = sgemm_rates()
+        for row in epoch_rows(root, args.epochs, args.limit):
+            rows.append(row | {"threads": threads})
+    print("\n" + "\n".join(epoch_table(rows, args.epochs, rates)), flush=True)
     if not args.skip_e2e:
         from bench_e2e import DEFAULT_CONFIG, e2e_table
         config = (args.config or DEFAULT_CONFIG).resolve()
-        print("\n" + "\n".join(e2e_table(root, config, args.e2e_repeats)), flush=True)
+        print("\n" + "\n".join(e2e_table(root, config, args.e2e_repeats, args.threads)), flush=True)
     print(f"\n1-min load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
