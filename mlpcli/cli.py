@@ -154,11 +154,7 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
     splits = load_splits(cfg)
     if split is None:
         split = "test" if "test" in splits else ("all" if data_path else "val")
-    data = _pick_split(splits, split)
-    if data.classes != clf.classes:
-        from mlpcli.errors import DataError
-
-        raise DataError(f"the dataset's classes {data.classes} differ from the checkpoint's {clf.classes}")
+    data = _match_classes(_pick_split(splits, split), clf.classes)
     predicted = clf.predict(data.images)
     report = {"checkpoint": str(checkpoint), "split": split, "samples": len(data), "classes": clf.classes,
               **classification_report(data.labels, predicted, len(clf.classes))}
@@ -176,6 +172,19 @@ def _pick_split(splits: dict, split: str):
     if split not in splits:
         raise DataError(f"this dataset has no '{split}' split (it has: {', '.join(splits)})")
     return splits[split]
+
+
+def _match_classes(data, classes: list[str]):
+    """`data` with labels renumbered to the checkpoint's class order (matched by name)."""
+    from mlpcli.data.dataset import Dataset
+    from mlpcli.errors import DataError
+
+    unknown = [name for name in data.classes if name not in classes]
+    if unknown:
+        raise DataError(f"the dataset has classes the model does not know: {', '.join(unknown)} "
+                        f"(the model's classes: {', '.join(classes)})")
+    renumber = np.array([classes.index(name) for name in data.classes], dtype=np.int64)
+    return Dataset(data.images, renumber[data.labels], list(classes))
 
 
 def _format_report(report: dict) -> str:

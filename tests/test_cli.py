@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mlpcli.cli import cli
-from mlpcli.data.builtin import render_shapes
+from mlpcli.data.builtin import SHAPE_NAMES, render_shapes
 
 
 @pytest.fixture
@@ -96,6 +96,34 @@ def test_eval_reports_accuracy_and_confusion(runner, trained):
     assert report["confusion"] == summary["val"]["confusion"]
     text = runner.invoke(cli, ["eval", str(trained / "checkpoints" / "last.npz"), "--split", "train"])
     assert text.exit_code == 0 and "train split" in text.output and "confusion matrix" in text.output
+
+
+def _shape_folder(root, names, per_class=6, size=16):
+    """An image folder of generated shapes, one class folder per name ("hexagon" gets circles)."""
+    shapes = [SHAPE_NAMES.index(name) if name in SHAPE_NAMES else 0 for name in names]
+    labels = np.repeat(np.arange(len(names)), per_class)
+    images = render_shapes(np.array(shapes)[labels], size, 0.05, np.random.default_rng(7))
+    for i, (label, image) in enumerate(zip(labels, images)):
+        (root / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / names[label] / f"{i}.png")
+    return root
+
+
+def test_eval_on_another_dataset_matches_classes_by_name(runner, trained, tmp_path):
+    folder = _shape_folder(tmp_path / "more", ["triangle", "square"])     # labels 0, 1 here; 2, 1 in the model
+    result = runner.invoke(cli, ["eval", str(trained), "--data", str(folder), "--source", "folder", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["split"] == "all" and report["samples"] == 12
+    assert report["classes"] == ["circle", "square", "triangle"]
+    assert [sum(row) for row in report["confusion"]] == [0, 6, 6]
+
+
+def test_eval_on_a_dataset_with_unknown_classes(runner, trained, tmp_path):
+    folder = _shape_folder(tmp_path / "other", ["circle", "hexagon"])
+    result = runner.invoke(cli, ["eval", str(trained), "--data", str(folder), "--source", "folder"])
+    assert result.exit_code == 1
+    assert "Error: the dataset has classes the model does not know: hexagon" in result.output
 
 
 def test_eval_of_a_missing_split(runner, trained):
