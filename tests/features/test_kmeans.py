@@ -30,6 +30,16 @@ def test_finds_planted_clusters():
     assert result.centroids.dtype == np.float32 and result.iterations < 50
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_near_mean_seeding_finds_two_opposite_blobs(seed):
+    rng = np.random.default_rng(seed)
+    truth = np.repeat([0, 1], [70, 30])
+    X = (np.where(truth[:, None] == 0, 10.0, -10.0) * [1, 0, 0] + rng.standard_normal((100, 3)) + 4)
+    result = kmeans(X.astype(np.float32), 2, rng, init="near-mean")
+    labels, _ = assign(augment_points(X.astype(np.float32)), result.centroids)
+    assert len(set(zip(labels.tolist(), truth.tolist()))) == 2 and len(set(labels.tolist())) == 2
+
+
 def test_is_deterministic_for_a_seed():
     X, _ = blobs([300, 200, 250], spread=8.0)
     first = kmeans(X, 12, np.random.default_rng(7), max_iter=5)
@@ -75,6 +85,8 @@ def test_duplicate_points_give_finite_centroids():
     assert np.isfinite(result.centroids).all() and result.inertia == 0
 
 
-def test_rejects_more_clusters_than_points():
+def test_rejects_more_clusters_than_points_and_unknown_seeding():
     with pytest.raises(ValueError, match="k=4 for 3 points"):
         kmeans(np.zeros((3, 2), np.float32), 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown k-means init 'forgy'"):
+        kmeans(np.zeros((3, 2), np.float32), 2, np.random.default_rng(0), init="forgy")
