@@ -56,9 +56,10 @@ def best_time(run, repeats: int) -> tuple[float, float, object]:
     return *min(times), result
 
 
-def sgemm_rates(shape: tuple[int, int, int], repeats: int) -> tuple[float, float]:
-    """GFLOP/s of float32 products: `shape` = (m, k, n) on one thread per core as the encoder runs
-    them, and a 2048³ product with BLAS's own threads."""
+def sgemm_rates(shape: tuple[int, int, int], repeats: int) -> tuple[float, float, float]:
+    """GFLOP/s of float32 products `shape` = (m, k, n) run as the encoder runs them (one thread per core,
+    single-threaded BLAS): per second of wall time and per second of CPU time; and of a 2048³ product
+    on BLAS's own threads, per second of wall time."""
     rng = np.random.default_rng(0)
     m, k, n = shape
     A, B = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
@@ -68,10 +69,11 @@ def sgemm_rates(shape: tuple[int, int, int], repeats: int) -> tuple[float, float
         with single_threaded_blas(), ThreadPoolExecutor(cores) as pool:
             list(pool.map(lambda _: [A @ B for _ in range(count)], range(cores)))
 
-    shaped = 2 * m * k * n * count * cores / best_time(per_core_products, repeats)[0] / 1e9
+    wall, cpu, _ = best_time(per_core_products, repeats)
+    flops = 2 * m * k * n * count * cores
     S = rng.standard_normal((2048, 2048), dtype=np.float32)
     square = 2 * 2048 ** 3 / best_time(lambda: S @ S, 5 * repeats)[0] / 1e9
-    return shaped, square
+    return flops / wall / 1e9, flops / cpu / 1e9, square
 
 
 def stratified_split(labels: np.ndarray, train: int, val: int, rng: np.random.Generator):
@@ -123,7 +125,7 @@ def main() -> int:
     d = cfg.patch ** 2 * 3
     rows = args.n * positions ** 2
     flops = 2 * rows * (d + 2) * cfg.words + (2 * rows * d * d if cfg.whiten else 0)
-    shaped, square = sgemm_rates((positions ** 2, d + 2, cfg.words), args.repeats)
+    shaped, shaped_cpu, square = sgemm_rates((positions ** 2, d + 2, cfg.words), args.repeats)
 
     print(f"bag of words: {args.n} CIFAR-10 images 32x32 RGB ({len(images)} distinct), {cfg.words} words, "
           f"{cfg.encoding} codes, patch {cfg.patch}, stride {cfg.stride}, pool {cfg.pool}, whiten {cfg.whiten}, "
@@ -132,12 +134,13 @@ def main() -> int:
     print(f"{'':16s} {'wall':>7s}   {'CPU':>7s}")
     print(f"codebook         {fit_time:7.1f} s {fit_cpu:7.1f} s")
     print(f"encoding         {encode_time:7.1f} s {encode_cpu:7.1f} s   {flops / 1e12:.1f} TFLOP in products: "
-          f"{flops / encode_time / 1e9:.0f} GFLOP/s")
+          f"{flops / encode_time / 1e9:.0f} GFLOP/s, {flops / encode_cpu / 1e9:.0f} GFLOP per CPU-second")
     print(f"total            {fit_time + encode_time:7.1f} s {fit_cpu + encode_cpu:7.1f} s   "
           f"(CPU / cores = {(fit_cpu + encode_cpu) / (os.cpu_count() or 1):.1f} s: about the wall time on free cores)")
-    print(f"sgemm rates      {shaped:.0f} GFLOP/s for ({positions ** 2}x{d + 2}) @ ({d + 2}x{cfg.words}) on one thread "
-          f"per core; {square:.0f} GFLOP/s for 2048^3 on BLAS threads")
-    print(f"products alone   {flops / shaped / 1e9:7.1f} s at the per-core rate")
+    print(f"sgemm rates      ({positions ** 2}x{d + 2}) @ ({d + 2}x{cfg.words}) on one thread per core: "
+          f"{shaped:.0f} GFLOP/s, {shaped_cpu:.0f} GFLOP per CPU-second; 2048^3 on BLAS threads: {square:.0f} GFLOP/s")
+    print(f"products alone   {flops / shaped / 1e9:7.1f} s {flops / shaped_cpu / 1e9:7.1f} s   "
+          f"({flops / shaped_cpu / 1e9 / encode_cpu:.0%} of the encoding's CPU time)")
     if args.accuracy:
         acc, seconds = accuracy(images, labels, cfg, args.train, args.val)
         print(f"accuracy         {acc:.3f} (logistic regression, C={LOGISTIC_C:g}, {args.train} training / "
