@@ -6,12 +6,13 @@ Each pipeline runs in its own process from a cold start: list the files, decode 
 features, standardize, train with the config's network, batch size, optimizer, epochs, patience and
 validation split, and score the validation images. mlp runs `mlp train CONFIG data.path=... cache_dir=<an
 empty temporary folder>`. The peers decode with OpenCV and compute OpenCV HOG (HOGDescriptor with the
-config's cell, block and bin counts) plus a hue histogram (cv2.calcHist) in a process pool over all cores,
-as mlp decodes in one; then scikit-learn trains MLPClassifier through partial_fit epoch by epoch, and
-PyTorch trains the same network with torch.optim.SGD. The three alternate, `--repeats` rounds; each keeps
-its best wall time. Peak memory is taken twice: the largest single process (wait4's ru_maxrss over the
-process and its pool workers) and the whole process tree's summed RSS, sampled every 50 ms from /proc. Each round runs the three at every --threads
-count (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS in their environment).
+config's cell, block and bin counts) and the config's hue or joint HSV histograms per grid cell
+(cv2.calcHist) in a process pool over all cores, as mlp decodes in one; then scikit-learn trains
+MLPClassifier through partial_fit epoch by epoch, and PyTorch trains the same network with
+torch.optim.SGD. The three alternate, `--repeats` rounds, each round at every --threads count
+(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS in their environment); each keeps its best
+wall time. Peak memory is taken twice: the largest single process (wait4's ru_maxrss over the process
+and its pool workers) and the whole process tree's summed RSS, sampled every 50 ms from /proc.
 
 Run alone it prints the end-to-end table; bench_train.py prints it after the epoch table. Needs the
 CIFAR-10 JPEG folder (see bench_train.py for --data); scikit-learn, OpenCV and PyTorch are optional.
@@ -113,31 +114,57 @@ def peer(name: str, root: Path, config: Path, workdir: Path) -> tuple[list[str],
 
 # ---- the peers' pipeline (runs in the child process) ----
 
-def opencv_features(paths: list[str], hog_cfg: dict, bins: int) -> np.ndarray:
-    """OpenCV HOG + hue histogram (N, D) float32 of the image files `paths`."""
+def opencv_features(paths: list[str], extractors: list[tuple[str, dict]]) -> np.ndarray:
+    """Features (N, D) float32 of the image files `paths`: OpenCV HOG and color histograms, in config order."""
     import cv2
     cv2.setNumThreads(1)             # one image at a time per pool worker
-    cell = hog_cfg.get("pixels_per_cell", 8)
-    block = cell * hog_cfg.get("cells_per_block", 2)
-    descriptor = None
+    hogs = {}
     rows = []
     for path in paths:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if descriptor is None:
-            h, w = image.shape[:2]
-            descriptor = cv2.HOGDescriptor((w, h), (block, block), (cell, cell), (cell, cell),
-                                           hog_cfg.get("orientations", 9))
-        hue = cv2.calcHist([cv2.cvtColor(image, cv2.COLOR_BGR2HSV)], [0], None, [bins], [0, 180])[:, 0]
-        rows.append(np.concatenate([descriptor.compute(image), hue / hue.sum()]))
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+        parts = []
+        for index, (name, options) in enumerate(extractors):
+            if name == "hog":
+                if index not in hogs:
+                    h, w = image.shape[:2]
+                    cell, block = options["pixels_per_cell"], options["pixels_per_cell"] * options["cells_per_block"]
+                    hogs[index] = cv2.HOGDescriptor((w, h), (block, block), (cell, cell), (cell, cell),
+                                                    options["orientations"])
+                parts.append(hogs[index].compute(image))
+            else:
+                parts += color_histograms(hsv, options)
+        rows.append(np.concatenate(parts))
     return np.asarray(rows, dtype=np.float32)
+
+
+def color_histograms(hsv: np.ndarray, options: dict) -> list[np.ndarray]:
+    """Normalized hue or joint HSV histograms of each grid cell of an OpenCV HSV image (hue 0-180)."""
+    import cv2
+    grid, bins = options["grid"], options["bins"]
+    channels, sizes, ranges = ([0], [bins], [0, 180]) if options["space"] == "hue" else \
+        ([0, 1, 2], [bins] * 3, [0, 180, 0, 256, 0, 256])
+    h, w = hsv.shape[:2]
+    parts = []
+    for i in range(grid):
+        for j in range(grid):
+            cell = np.ascontiguousarray(hsv[i * h // grid:(i + 1) * h // grid, j * w // grid:(j + 1) * w // grid])
+            histogram = cv2.calcHist([cell], channels, None, sizes, ranges).ravel()
+            parts.append(histogram / histogram.sum())
+    return parts
 
 
 def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
     """Features (N, D) and labels (N,) of every JPEG under root/train/<class>/, in a pool over all cores."""
-    extractors = {spec.name: spec.cfg for spec in cfg.features.extractors}
-    if set(extractors) != {"hog", "color_hist"} or extractors["color_hist"].space != "hue":
-        raise SystemExit(f"the peers mirror only hog + color_hist(space: hue); the config has {list(extractors)}")
-    hog_cfg = {key: getattr(extractors["hog"], key) for key in ("orientations", "pixels_per_cell", "cells_per_block")}
+    extractors = []
+    for spec in cfg.features.extractors:
+        if spec.name == "hog":
+            extractors.append(("hog", {key: getattr(spec.cfg, key)
+                                       for key in ("orientations", "pixels_per_cell", "cells_per_block")}))
+        elif spec.name == "color_hist" and spec.cfg.space in ("hue", "hsv"):
+            extractors.append(("color_hist", {"space": spec.cfg.space, "bins": spec.cfg.bins, "grid": spec.cfg.grid}))
+        else:
+            raise SystemExit(f"the peers mirror hog and color_hist (hue, hsv) only, not {spec.name} {spec.cfg}")
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     paths, labels = [], []
     for label, name in enumerate(classes):
@@ -146,7 +173,7 @@ def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
         labels += [label] * len(files)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     with Pool(os.cpu_count()) as pool:
-        parts = pool.starmap(opencv_features, [(chunk, hog_cfg, extractors["color_hist"].bins) for chunk in chunks])
+        parts = pool.starmap(opencv_features, [(chunk, extractors) for chunk in chunks])
     return np.concatenate(parts), np.array(labels, dtype=np.int64)
 
 
