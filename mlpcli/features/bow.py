@@ -45,6 +45,8 @@ class BowConfig:
     eps_zca: float = option(0.1, "added to the eigenvalues of the patch covariance when whitening; "
                             "must be positive", min=0.0)
     iterations: int = option(50, "at most this many k-means (Lloyd) iterations", min=1)
+    init: str = option("near-mean", "k-means start: near-mean (Coates & Ng's draws around the mean patch; "
+                       "+3.6 points on CIFAR-10 validation) or k-means++", choices=["near-mean", "k-means++"])
 
 
 class BagOfWords(Extractor):
@@ -79,7 +81,7 @@ class BagOfWords(Extractor):
         # Seeds near the mean, as Coates & Ng do: k-means++ favours outlying patches (a fifth of the words
         # ended with < 5 of 100,000 patches), and logistic regression on its codes scored 68.4% instead
         # of 72.0% (CIFAR-10, 45,000 training images, 5,000 validation images).
-        self.codebook = kmeans(X, cfg.words, rng, init="near-mean", max_iter=cfg.iterations).centroids
+        self.codebook = kmeans(X, cfg.words, rng, init=cfg.init, max_iter=cfg.iterations).centroids
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         if self.codebook is None:
