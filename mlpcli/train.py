@@ -147,7 +147,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
                     save(run.last)
                     raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; saved {run.last}. "
                                       f"Continue with: mlp train --resume {run.path}")
-            row = _end_epoch(state, prep, shuffle_rng, lr, n, cfg)
+            row = _end_epoch(state, prep, shuffle_rng, lr, n)
             row["seconds"] = round(time.perf_counter() - tick, 4)
             _check_finite(model, state.epoch, run)
             if row["val_acc"] > state.best_acc:
@@ -170,7 +170,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
     return TrainResult(summary, prep.samples)
 
 
-def _end_epoch(state: Progress, prep: Prepared, shuffle_rng, lr: float, n: int, cfg: Config) -> dict:
+def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator, lr: float, n: int) -> dict:
     """Close the epoch in `state`; its metrics row."""
     val_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"])
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
