@@ -47,9 +47,8 @@ class FeaturePipeline:
             extractor.fit(images, rng)
         raw = self._extract(images, "features (fit)")
         if self.cfg.normalize == "standard":
-            self.mean = raw.mean(axis=0, dtype=np.float64).astype(self.dtype)
-            std = raw.std(axis=0, dtype=np.float64)
-            self.std = np.where(std > 1e-8, std, 1.0).astype(self.dtype)
+            mean, std = column_stats(raw)
+            self.mean, self.std = mean.astype(self.dtype), np.where(std > 1e-8, std, 1.0).astype(self.dtype)
         features = self._normalize(raw)
         self._cache_save(key, {**self.state(), "features": features})
         return features
@@ -140,3 +139,17 @@ class FeaturePipeline:
                 save_npz(self.cache_dir / f"{key}.npz", arrays)
             except OSError:
                 pass  # a cache that cannot be written only costs time
+
+
+def column_stats(X: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (D,) float64 of the columns of X (N, D), accumulated over blocks of
+    rows so that no float64 copy of X is ever made."""
+    total = np.zeros(X.shape[1])
+    for start in range(0, len(X), rows):
+        total += X[start:start + rows].sum(axis=0, dtype=np.float64)
+    mean = total / max(len(X), 1)
+    squares = np.zeros(X.shape[1])
+    for start in range(0, len(X), rows):
+        deviation = X[start:start + rows] - mean               # (rows, D) float64
+        squares += np.einsum("nd,nd->d", deviation, deviation)
+    return mean, np.sqrt(squares / max(len(X), 1))

@@ -85,3 +85,12 @@ def test_cache_is_keyed_by_the_feature_config(tmp_path):
         batch, np.random.default_rng(0))
     assert plain.shape[1] == 90 and gray.shape[1] == 30
     assert len(list((tmp_path / "features").glob("*.npz"))) == 2
+
+
+def test_column_stats_in_row_blocks_equal_numpy():
+    from mlpcli.features.pipeline import column_stats
+
+    X = (np.random.default_rng(0).standard_normal((1000, 7)) * 3 + 5).astype(np.float32)
+    mean, std = column_stats(X, rows=97)
+    np.testing.assert_allclose(mean, X.mean(axis=0, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(std, X.std(axis=0, dtype=np.float64), rtol=1e-12)
