@@ -73,11 +73,11 @@ def find_images(data: Path) -> Path | None:
     """The folder holding train/<class>/*.jpg: `data` itself, or /tmp/cifar10 extracted from the .tgz `data`."""
     if (data / "train").is_dir():
         return data
-    if (EXTRACTED / "train").is_dir():
-        return EXTRACTED
     if not data.is_file():
         print(f"skipped: {data} not found (pass --data with a CIFAR-10 folder of JPEGs or its .tgz)")
         return None
+    if (EXTRACTED / "train").is_dir():
+        return EXTRACTED
     print(f"extracting {data} to {EXTRACTED.parent} ...")
     with tarfile.open(data, "r:gz") as tar:
         tar.extractall(EXTRACTED.parent, filter="data")
@@ -243,7 +243,7 @@ def machine() -> list[str]:
     from threadpoolctl import threadpool_info
     model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "?")
-    blas = [f"{i['internal_api']} {i['version']} ({i['architecture']} kernels, {i['num_threads']} threads)"
+    blas = [f"{i['internal_api']} {i['version']} ({i['architecture']} kernels, {i['num_threads']} threads by default)"
             for i in threadpool_info() if i["user_api"] == "blas"]
     lines = [f"Machine: {model}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__} "
              f"with {', '.join(blas)}"]
