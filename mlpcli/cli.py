@@ -318,10 +318,6 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
                + f" images of {'x'.join(map(str, splits['train'].image_shape))} ({time.perf_counter() - tick:.1f}s)")
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=not quiet)
-    sample = splits["train"].images[:1]
-    dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]
-    click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(pipeline.names, dims))
-               + f" = {sum(dims)} dimensions, normalize: {cfg.features.normalize}")
     for name, ds in splits.items():
         tick, hits = time.perf_counter(), pipeline.cache_hits
         if name == "train":
@@ -331,6 +327,10 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
         seconds = time.perf_counter() - tick
         source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(ds), 1) * 1e6:.1f} µs/image"
         click.echo(f"  {name:<5} {len(ds):>7} images  {seconds:7.2f}s  ({source})")
+    sample = splits["train"].images[:1]          # the extractors are fitted now
+    dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]
+    click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(pipeline.names, dims))
+               + f" = {sum(dims)} dimensions, normalize: {cfg.features.normalize}")
     click.echo(f"cached in {pipeline.cache_dir}" if pipeline.cache_dir else "not cached (features.cache or cache_dir off)")
 
 

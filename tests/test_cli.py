@@ -211,6 +211,13 @@ def test_features_reports_dimensions_and_uses_the_cache(runner, tiny_config, tmp
     assert second.output.count("from the cache") == 2          # train and val
 
 
+def test_features_of_an_extractor_that_learns(runner, tiny_config, tmp_path):
+    result = runner.invoke(cli, ["features", str(tiny_config), "cache_dir=null", "-q",
+                                 "features.extractors=[{bow: {words: 8, patches: 200, pool: 1}}]"])
+    assert result.exit_code == 0, result.output
+    assert "bow 8 = 8 dimensions" in result.output
+
+
 def test_data_info_describes_an_image_folder(runner, tmp_path):
     for name, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
         (tmp_path / "set" / name).mkdir(parents=True)

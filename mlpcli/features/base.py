@@ -13,6 +13,7 @@ class Extractor:
     """
 
     Config: type
+    version = 1   # part of the feature cache key: bump it when the same options start giving other features
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg

@@ -53,6 +53,7 @@ class BagOfWords(Extractor):
     """Pooled patch codes: (N, H, W, C) uint8 -> (N, pool² · words) float32."""
 
     Config = BowConfig
+    version = 2   # 2: near-mean k-means start
 
     def __init__(self, cfg: BowConfig) -> None:
         super().__init__(cfg)

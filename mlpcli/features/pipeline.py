@@ -111,7 +111,8 @@ class FeaturePipeline:
         if self.cache_dir is None:
             return None
         digest = hashlib.blake2b(digest_size=16)
-        for part in (kind, str(images.shape), json.dumps(to_dict(self.cfg)), str(self.dtype), extra):
+        versions = [f"{type(extractor).__name__} {extractor.version}" for extractor in self.extractors]
+        for part in (kind, str(images.shape), json.dumps(to_dict(self.cfg)), str(self.dtype), *versions, extra):
             digest.update(part.encode())
         digest.update(np.ascontiguousarray(images).data)
         return digest.hexdigest()

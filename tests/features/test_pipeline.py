@@ -94,3 +94,13 @@ def test_column_stats_in_row_blocks_equal_numpy():
     mean, std = column_stats(X, rows=97)
     np.testing.assert_allclose(mean, X.mean(axis=0, dtype=np.float64), rtol=1e-12)
     np.testing.assert_allclose(std, X.std(axis=0, dtype=np.float64), rtol=1e-12)
+
+
+def test_cache_is_keyed_by_the_extractor_version(tmp_path, monkeypatch):
+    batch = images(10, 0)
+    pipeline(cache_dir=tmp_path).fit_transform(batch, np.random.default_rng(0))
+    monkeypatch.setattr(pixels.Pixels, "version", pixels.Pixels.version + 1)
+    again = pipeline(cache_dir=tmp_path)
+    again.fit_transform(batch, np.random.default_rng(0))
+    assert again.cache_hits == 0
+    assert len(list((tmp_path / "features").glob("*.npz"))) == 2
