@@ -54,6 +54,7 @@ class DataConfig:
     limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)
     size: list[int] | None = option(None, "resize every image to [height, width]", min=1, length=2)
     mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])
+    flip: bool = option(False, "add a left-right mirror image of every training image (doubles the training split)")
     on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
                            choices=["raise", "skip"])
     shapes: ShapesConfig = option(ShapesConfig(), "options of the generated `shapes` dataset")

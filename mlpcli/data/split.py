@@ -1,4 +1,4 @@
-"""Seeded, stratified sampling and train/validation splits."""
+"""Seeded, stratified sampling, train/validation splits, and mirrored training images."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ def train_val_split(data: Dataset, val_fraction: float, rng: np.random.Generator
     val = stratified_pick(data.labels, val_fraction, rng)
     train = np.setdiff1d(np.arange(len(data)), val, assume_unique=True)
     return data.subset(train), data.subset(val)
+
+
+def with_mirrors(data: Dataset) -> Dataset:
+    """`data` followed by the left-right mirror image of each of its images (same labels)."""
+    images = np.concatenate([data.images, data.images[:, :, ::-1]])
+    return Dataset(images, np.concatenate([data.labels, data.labels]), data.classes)
