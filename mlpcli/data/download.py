@@ -122,6 +122,21 @@ def _unpack(path: Path, into: Path) -> None:
     """Extract tar.gz `path` into folder `into`, refusing members that would land outside it."""
     try:
         with tarfile.open(path, "r:gz") as tar:
-            tar.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):          # Python 3.10.12+, 3.11.4+
+                tar.extractall(into, filter="data")
+            else:
+                _refuse_escapes(tar.getmembers(), into)
+                tar.extractall(into)
     except (tarfile.TarError, OSError) as err:
         raise DataError(f"cannot unpack {path.name}: {err}") from None
+
+
+def _refuse_escapes(members: list[tarfile.TarInfo], into: Path) -> None:
+    """TarError for a member that is not a plain file or folder inside `into` (older Pythons' check)."""
+    root = into.resolve()
+    for member in members:
+        target = (root / member.name).resolve()
+        if root != target and root not in target.parents:
+            raise tarfile.TarError(f"member {member.name!r} would be written outside the folder")
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"member {member.name!r} is a link or special file")
