@@ -14,12 +14,13 @@ import numpy as np
 from PIL import Image
 
 from mlpcli import plots
+from mlpcli.atomic import write_text_atomic
 from mlpcli.data import load_splits
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import MlpError
 from mlpcli.metrics import confusion_matrix
 from mlpcli.predictor import Classifier, softmax
-from mlpcli.rundir import RunDir, write_text_atomic
+from mlpcli.rundir import RunDir
 from mlpcli.runs import format_duration, read_summary
 from mlpcli.seeding import generators
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config
 from mlpcli.errors import MlpError
-from mlpcli.npzfile import default_mode
 
 
 class RunDir:
@@ -82,19 +81,3 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
