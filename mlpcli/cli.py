@@ -63,7 +63,7 @@ def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ..
     return None, args
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
+@cli.command()
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
