@@ -15,13 +15,13 @@ import argparse
 import io
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mlpcli.features.hog import Hog, HogConfig
+from timing import best_time
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tgz"
 
@@ -33,16 +33,6 @@ def load_images(archive: Path, n: int) -> np.ndarray:
     picks = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
     return np.stack([np.asarray(Image.open(io.BytesIO(files[i])).convert("RGB").resize((32, 32)))
                      for i in picks])
-
-
-def best_time(run, repeats: int) -> float:
-    """The shortest wall time of `repeats` calls of `run()`, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> int:

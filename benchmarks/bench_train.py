@@ -39,10 +39,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from timing import best_time
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-train.tgz"
@@ -84,26 +85,17 @@ def find_images(data: Path) -> Path | None:
     return EXTRACTED
 
 
-def best_seconds(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def sgemm_rates() -> dict[str, float]:
     """GFLOP/s of float32 2048x2048 products: numpy (OpenBLAS) and PyTorch, best of several."""
     rng = np.random.default_rng(0)
     A, B = rng.standard_normal((2, 2048, 2048), dtype=np.float32)
     out = np.empty_like(A)
     flops = 2 * 2048 ** 3
-    rates = {"numpy": flops / best_seconds(lambda: np.matmul(A, B, out=out), 20) / 1e9}
+    rates = {"numpy": flops / best_time(lambda: np.matmul(A, B, out=out), 20) / 1e9}
     torch = _import("torch")
     if torch is not None:
         tA, tB, tout = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(out)
-        rates["torch"] = flops / best_seconds(lambda: torch.mm(tA, tB, out=tout), 20) / 1e9
+        rates["torch"] = flops / best_time(lambda: torch.mm(tA, tB, out=tout), 20) / 1e9
     return rates
 
 
@@ -183,7 +175,7 @@ def epoch_row(label: str, overrides: list[str], root: Path, epochs: int, peers: 
         lr = learning_rate(cfg.optim, done[0], epochs)
         done[0] += 1
         for name, trainer in trainers.items():
-            times[name].append(best_seconds(lambda: trainer.epoch(lr), 1))
+            times[name].append(best_time(lambda: trainer.epoch(lr), 1))
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlp-bench-") as out:
