@@ -46,7 +46,7 @@ def cli() -> None:
     Then look inside:
       mlp train --print-config       the full config with every default
       mlp gradcheck                  analytic vs numerical gradients of that network
-      mlp eval runs/default-*/       accuracy, per-class precision/recall, confusion matrix
+      mlp eval runs/default-<time>   accuracy, per-class precision/recall, confusion matrix
     """
 
 
@@ -63,7 +63,7 @@ def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ..
     return None, args
 
 
-@cli.command()
+@cli.command(short_help="Train a network from a YAML config and overrides.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
@@ -123,7 +123,7 @@ def _summary_line(summary: dict, path: Path) -> str:
     return f"{summary['model']}: " + ", ".join(parts) + f" -> {path}"
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Score a checkpoint on a dataset split.")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
               help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
@@ -199,7 +199,7 @@ def _format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@cli.command(short_help="Classify image files with a checkpoint.")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
@@ -234,7 +234,7 @@ def predict(checkpoint: str, images: tuple[str, ...], top: int, as_json: bool) -
         click.echo(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})")
 
 
-@cli.command()
+@cli.command(short_help="Check analytic gradients against numerical ones.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
 @click.option("--samples", type=click.IntRange(min=1), help="Check a seeded sample of N entries per parameter "
@@ -291,7 +291,7 @@ def _format_gradcheck(rows, threshold: float) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@cli.command(short_help="Extract and cache features; report dimensions and times.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def features(args: tuple[str, ...], quiet: bool) -> None:
@@ -339,7 +339,7 @@ def data() -> None:
     """Get datasets and look inside them."""
 
 
-@data.command()
+@data.command(short_help="Download and verify an official dataset archive.")
 @click.argument("name", type=click.Choice(["cifar10", "cifar100", "mnist", "fashion-mnist"]))
 @click.option("--dir", "dest_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Folder to unpack into (the dataset lands in DIR/NAME).")
@@ -358,7 +358,7 @@ def download(name: str, dest_dir: str, mirror: str | None) -> None:
     click.echo(fetch(name, dest_dir, base_url=mirror))
 
 
-@data.command()
+@data.command(short_help="Describe a dataset on disk.")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def info(path: str, as_json: bool) -> None:
@@ -380,7 +380,7 @@ def info(path: str, as_json: bool) -> None:
         click.echo(f"unreadable: {problem}")
 
 
-@cli.command()
+@cli.command(short_help="Write a run's plots and report.html.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:
     """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
@@ -396,7 +396,7 @@ def report(run_dir: str) -> None:
     click.echo(write_report(run_dir))
 
 
-@cli.command()
+@cli.command(short_help="List runs: name, date, features, model, accuracy, time.")
 @click.argument("directory", default="runs", type=click.Path(file_okay=False))
 @click.option("--sort", "sort_by", type=click.Choice(["date", "name", "status", "epochs", "val_acc", "test_acc",
                                                       "seconds"]), default="date", show_default=True,
