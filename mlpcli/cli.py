@@ -251,7 +251,8 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
 
     Builds the configured network (hidden layers, activation, loss, λ) in float64 on a small seeded
     random batch and reports, per parameter, the max relative error |a−n| / max(1e-8, |a|+|n|).
-    Entries whose ±h step crosses a kink (ReLU, leaky ReLU, maxout, hinge) are counted and skipped.
+    Entries whose ±h step crosses a kink (ReLU, leaky ReLU, ELU, maxout, hinge) are counted (kinked)
+    and skipped; gradients within round-off of zero are compared by absolute difference (near0).
     Exits 1 if any parameter fails.
 
     \b
