@@ -2,21 +2,17 @@
 
 Squared distances come from one matrix product of augmented rows,
 [x, 1, ‖x‖²] · [−2c, ‖c‖², 1]ᵀ = ‖x‖² − 2x·c + ‖c‖², in blocks of rows so that memory stays bounded.
-The blocks run in one worker thread per core, each with single-threaded BLAS: both cores then stay
-busy also in the elementwise work that follows each product, and no BLAS thread waits on another —
-on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a product that takes
-0.5 ms on one thread.
+The blocks run in one worker thread per core (mlpcli.parallel): both cores then stay busy also in the
+elementwise work that follows each product.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from mlpcli.parallel import map_row_blocks, single_threaded_blas
 
 BLOCK_ROWS = 2048  # rows per distance block: a (2048, 1600) float32 block is 13 MB, two fit in L3
 INIT_POINTS_PER_CLUSTER = 10  # k-means++ seeds from a random subset of this many points per cluster
@@ -132,25 +128,6 @@ def augment_centroids(centroids: np.ndarray) -> np.ndarray:
 def sq_norms_of(rows: np.ndarray) -> np.ndarray:
     """‖r‖² of each row: (M, D) -> (M,)."""
     return np.einsum("ij,ij->i", rows, rows)
-
-
-def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int) -> list:
-    """[work(rows) for consecutive row slices of about `block_rows`], run in one thread per core.
-
-    BLAS runs single-threaded meanwhile: each thread's matrix products then use its own core, with
-    no hand-offs between BLAS threads and no idle core while the other thread does elementwise work.
-    """
-    blocks = [slice(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
-    workers = min(os.cpu_count() or 1, len(blocks))
-    if workers <= 1:
-        return [work(rows) for rows in blocks]
-    with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(work, blocks))
-
-
-def single_threaded_blas() -> threadpool_limits:
-    """A context in which BLAS runs on the calling thread alone."""
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _cluster_means(X: np.ndarray, labels: np.ndarray, sqdist: np.ndarray, centroids: np.ndarray) -> np.ndarray:

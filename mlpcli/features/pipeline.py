@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from mlpcli.errors import CheckpointError
 from mlpcli.npzfile import load_npz, save_npz
+from mlpcli.parallel import map_row_blocks
 from mlpcli.schema import to_dict
 
 
@@ -84,18 +85,24 @@ class FeaturePipeline:
             self.std = arrays["normalize.std"].astype(self.dtype)
 
     def _extract(self, images: np.ndarray, label: str) -> np.ndarray:
-        """Concatenated raw extractor outputs (N, D), computed `cfg.chunk` images at a time."""
-        n, chunk = len(images), self.cfg.chunk
-        out = None
-        with tqdm(total=n, desc=label, unit="img", disable=None if self.progress and n > chunk else True, leave=False) as bar:
-            for start in range(0, n, chunk):
-                block = images[start:start + chunk]
-                parts = [extractor.transform(block) for extractor in self.extractors]
-                if out is None:
-                    out = np.empty((n, sum(p.shape[1] for p in parts)), dtype=self.dtype)
-                np.concatenate(parts, axis=1, out=out[start:start + len(block)])
-                bar.update(len(block))
-        return out if out is not None else np.empty((0, 0), dtype=self.dtype)
+        """Concatenated raw extractor outputs (N, D), computed `cfg.chunk` images at a time, one chunk per
+        core at once (mlpcli.parallel)."""
+        n = len(images)
+        if n == 0:
+            return np.empty((0, 0), dtype=self.dtype)
+
+        def features_of(block: np.ndarray) -> np.ndarray:
+            return np.concatenate([extractor.transform(block) for extractor in self.extractors], axis=1)
+
+        out = np.empty((n, features_of(images[:1]).shape[1]), dtype=self.dtype)
+        with tqdm(total=n, desc=label, unit="img", disable=None if self.progress and n > self.cfg.chunk else True,
+                  leave=False) as bar:
+            def extract(rows: slice) -> None:
+                out[rows] = features_of(images[rows])
+                bar.update(rows.stop - rows.start)
+
+            map_row_blocks(extract, n, self.cfg.chunk)
+        return out
 
     def _normalize(self, raw: np.ndarray) -> np.ndarray:
         if self.mean is None:

@@ -49,17 +49,18 @@ def naive_codes(bow: BagOfWords, images: np.ndarray) -> np.ndarray:
                     codes[i, j] = np.maximum(0, z.mean() - z)
         cells = [cell.sum(axis=(0, 1)) for band in np.array_split(codes, cfg.pool, axis=0)
                  for cell in np.array_split(band, cfg.pool, axis=1)]
-        features.append(np.concatenate(cells))
+        features.append(np.concatenate(cells) ** cfg.power)
     return np.array(features)
 
 
 @pytest.mark.parametrize("encoding", ["hard", "triangle"])
-@pytest.mark.parametrize("pool, stride, patch, whiten, gray", [
-    (1, 1, 4, True, False), (2, 1, 4, True, False), (2, 3, 5, True, False), (3, 2, 3, False, False),
-    (2, 1, 4, True, True)], ids=["pool1", "pool2", "stride3", "pool3-stride2-raw", "gray"])
-def test_codes_equal_a_loop_over_patches(encoding, pool, stride, patch, whiten, gray):
+@pytest.mark.parametrize("pool, stride, patch, whiten, gray, power", [
+    (1, 1, 4, True, False, 1.0), (2, 1, 4, True, False, 1.0), (2, 3, 5, True, False, 1.0),
+    (3, 2, 3, False, False, 1.0), (2, 1, 4, True, True, 1.0), (2, 1, 4, True, False, 0.5)],
+    ids=["pool1", "pool2", "stride3", "pool3-stride2-raw", "gray", "sqrt"])
+def test_codes_equal_a_loop_over_patches(encoding, pool, stride, patch, whiten, gray, power):
     train, images = crops(16, 20, gray), crops(13, 30, gray)[10:]
-    bow = fitted(train, encoding=encoding, pool=pool, stride=stride, patch=patch, whiten=whiten)
+    bow = fitted(train, encoding=encoding, pool=pool, stride=stride, patch=patch, whiten=whiten, power=power)
     ours = bow.transform(images)
     assert ours.dtype == np.float32 and ours.shape == (len(images), pool ** 2 * 6)
     np.testing.assert_allclose(ours, naive_codes(bow, images), rtol=2e-4, atol=2e-3)
@@ -67,7 +68,7 @@ def test_codes_equal_a_loop_over_patches(encoding, pool, stride, patch, whiten, 
 
 def test_images_are_coded_independently_of_their_batch():
     bow = fitted(crops(16, 20))
-    images = crops(12, 200)                               # several blocks, coded by two threads
+    images = crops(12, 200)
     whole = bow.transform(images)
     np.testing.assert_array_equal(np.concatenate([bow.transform(images[:7]), bow.transform(images[7:])]), whole)
     np.testing.assert_array_equal(bow.transform(images[::-1]), whole[::-1])

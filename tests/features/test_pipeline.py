@@ -29,7 +29,7 @@ def test_standardization_is_fit_on_training_images_only():
     np.testing.assert_allclose(pipe.transform(other), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_chunks_give_the_same_features_as_one_pass():
+def test_chunks_on_all_cores_give_the_same_features_as_one_pass():
     whole = pipeline(["features.chunk=1000"]).fit_transform(images(30, 0), np.random.default_rng(0))
     chunked = pipeline(["features.chunk=7"]).fit_transform(images(30, 0), np.random.default_rng(0))
     np.testing.assert_array_equal(whole, chunked)
