@@ -41,7 +41,7 @@ def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
     loaded = time.perf_counter()
     # the same extraction `train` does, timed here; it fills the feature cache that `train` then reads
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, Path(cfg.cache_dir), progress=False)
-    pipeline.fit_transform(splits["train"].images, rngs["features"])
+    pipeline.fit_transform(splits["train"].images, rngs["features"], mirror=cfg.data.flip)
     for name, split in splits.items():
         if name != "train":
             pipeline.transform(split.images)

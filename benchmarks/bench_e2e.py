@@ -7,7 +7,8 @@ features, standardize, train with the config's network, batch size, optimizer, e
 validation split, and score the validation images. mlp runs `mlp train CONFIG data.path=... cache_dir=<an
 empty temporary folder>`. The peers decode with OpenCV and compute OpenCV HOG (HOGDescriptor with the
 config's cell, block and bin counts) and the config's hue or joint HSV histograms per grid cell
-(cv2.calcHist) in a process pool over all cores, as mlp decodes in one; then scikit-learn trains
+(cv2.calcHist) in a process pool over all cores, as mlp decodes in one (with `data.flip`, also of each
+image's mirror, which joins the training part as in mlp); then scikit-learn trains
 MLPClassifier through partial_fit epoch by epoch, and PyTorch trains the same network with
 torch.optim.SGD. The three alternate, `--repeats` rounds, each round at every --threads count
 (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS in their environment); each keeps its best
@@ -114,14 +115,24 @@ def peer(name: str, root: Path, config: Path, workdir: Path) -> tuple[list[str],
 
 # ---- the peers' pipeline (runs in the child process) ----
 
-def opencv_features(paths: list[str], extractors: list[tuple[str, dict]]) -> np.ndarray:
-    """Features (N, D) float32 of the image files `paths`: OpenCV HOG and color histograms, in config order."""
+def opencv_features(paths: list[str], extractors: list[tuple[str, dict]], flip: bool) -> np.ndarray:
+    """Features (N, D) float32 of the image files `paths`: OpenCV HOG and color histograms, in config order;
+    with `flip`, (2, N, D): also of the left-right mirror images."""
     import cv2
     cv2.setNumThreads(1)             # one image at a time per pool worker
+    images = [cv2.imread(path, cv2.IMREAD_COLOR) for path in paths]
+    if flip:
+        return np.stack([opencv_image_features(images, extractors),
+                         opencv_image_features([cv2.flip(image, 1) for image in images], extractors)])
+    return opencv_image_features(images, extractors)
+
+
+def opencv_image_features(images: list[np.ndarray], extractors: list[tuple[str, dict]]) -> np.ndarray:
+    """Features (N, D) float32 of BGR images: OpenCV HOG and color histograms, in config order."""
+    import cv2
     hogs = {}
     rows = []
-    for path in paths:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+    for image in images:
         hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
         parts = []
         for index, (name, options) in enumerate(extractors):
@@ -155,7 +166,8 @@ def color_histograms(hsv: np.ndarray, options: dict) -> list[np.ndarray]:
 
 
 def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, D) and labels (N,) of every JPEG under root/train/<class>/, in a pool over all cores."""
+    """Features (N, D) and labels (N,) of every JPEG under root/train/<class>/, in a pool over all cores;
+    with data.flip, features (2, N, D): also of the mirror images."""
     extractors = []
     for spec in cfg.features.extractors:
         if spec.name == "hog":
@@ -173,17 +185,22 @@ def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
         labels += [label] * len(files)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
     with Pool(os.cpu_count()) as pool:
-        parts = pool.starmap(opencv_features, [(chunk, extractors) for chunk in chunks])
-    return np.concatenate(parts), np.array(labels, dtype=np.int64)
+        parts = pool.starmap(opencv_features, [(chunk, extractors, cfg.data.flip) for chunk in chunks])
+    return np.concatenate(parts, axis=-2), np.array(labels, dtype=np.int64)
 
 
 def split(X: np.ndarray, y: np.ndarray, cfg) -> tuple[np.ndarray, ...]:
-    """Seeded random train/validation split with the config's fraction, standardized on the train part."""
+    """Seeded random train/validation split with the config's fraction, standardized on the train part;
+    with data.flip (X of shape (2, N, D)) the mirror images join the train part, as in mlp."""
     order = np.random.default_rng(cfg.seed).permutation(len(y))
     n_val = int(round(len(y) * cfg.data.val_fraction))
     val, train = order[:n_val], order[n_val:]
-    mean, std = X[train].mean(axis=0), X[train].std(axis=0) + 1e-6
-    return (X[train] - mean) / std, y[train], (X[val] - mean) / std, y[val]
+    if cfg.data.flip:
+        X_train, y_train, X_val = np.concatenate([X[0, train], X[1, train]]), np.tile(y[train], 2), X[0, val]
+    else:
+        X_train, y_train, X_val = X[train], y[train], X[val]
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0) + 1e-6
+    return (X_train - mean) / std, y_train, (X_val - mean) / std, y[val]
 
 
 def train_sklearn(X, y, Xv, yv, cfg) -> dict:

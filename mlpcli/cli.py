@@ -322,12 +322,13 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
     for name, ds in splits.items():
         tick, hits = time.perf_counter(), pipeline.cache_hits
         if name == "train":
-            pipeline.fit_transform(ds.images, rngs["features"])
+            features = pipeline.fit_transform(ds.images, rngs["features"], mirror=cfg.data.flip)
         else:
-            pipeline.transform(ds.images)
+            features = pipeline.transform(ds.images)
         seconds = time.perf_counter() - tick
-        source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(ds), 1) * 1e6:.1f} µs/image"
-        click.echo(f"  {name:<5} {len(ds):>7} images  {seconds:7.2f}s  ({source})")
+        source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(features), 1) * 1e6:.1f} µs/image"
+        mirrors = " (half of them mirror images)" if name == "train" and cfg.data.flip else ""
+        click.echo(f"  {name:<5} {len(features):>7} images  {seconds:7.2f}s  ({source}){mirrors}")
     sample = splits["train"].images[:1]          # the extractors are fitted now
     dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]
     click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(pipeline.names, dims))

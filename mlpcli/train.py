@@ -80,12 +80,14 @@ def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = Tru
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress)
     train = splits["train"]
     if feature_state is None:
-        features = {"train": pipeline.fit_transform(train.images, rngs["features"])}
+        features = {"train": pipeline.fit_transform(train.images, rngs["features"], mirror=cfg.data.flip)}
     else:
         pipeline.load_state(feature_state)
-        features = {"train": pipeline.transform(train.images)}
+        features = {"train": pipeline.transform(train.images, mirror=cfg.data.flip)}
     features.update({name: pipeline.transform(ds.images) for name, ds in splits.items() if name != "train"})
     labels = {name: ds.labels for name, ds in splits.items()}
+    if cfg.data.flip:                       # the mirror images' features follow the images' (FeaturePipeline)
+        labels["train"] = np.concatenate([train.labels, train.labels])
     dim, classes = features["train"].shape[1], train.classes
     model = MLP.from_config(dim, len(classes), cfg.model, cfg.loss, cfg.reg, rngs["init"])
     samples = splits["val"].images[:SAMPLES]

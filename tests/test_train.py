@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlpcli import checkpoint
 from mlpcli.config import load_config
 from mlpcli.errors import TrainingError
 from mlpcli.rundir import RunDir
-from mlpcli.train import train
+from mlpcli.train import prepare, train
 from tests.helpers import sha256
 
 
@@ -29,6 +30,16 @@ def run_once(config: Path, out: Path, overrides=()) -> RunDir:
 
 def metrics_without_time(run: RunDir) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in run.read_metrics()]
+
+
+def test_flip_adds_the_mirror_images_to_the_training_split_only(tiny_config):
+    plain, _ = prepare(load_config(tiny_config))
+    flipped, _ = prepare(load_config(tiny_config, ["data.flip=true"]))
+    n = len(plain.labels["train"])
+    assert flipped.features["train"].shape == (2 * n, plain.features["train"].shape[1])
+    np.testing.assert_array_equal(flipped.labels["train"], np.concatenate([plain.labels["train"]] * 2))
+    np.testing.assert_array_equal(flipped.labels["val"], plain.labels["val"])
+    assert not np.allclose(flipped.features["train"][:n], flipped.features["train"][n:], atol=1e-3)
 
 
 def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tmp_path):

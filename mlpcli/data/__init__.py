@@ -8,7 +8,7 @@ import numpy as np
 
 from mlpcli.data import builtin, cifar, folder, idx, npz
 from mlpcli.data.dataset import Dataset
-from mlpcli.data.split import limit, train_val_split, with_mirrors
+from mlpcli.data.split import limit, train_val_split
 from mlpcli.errors import DataError
 from mlpcli.seeding import generators
 
@@ -39,8 +39,6 @@ def load_splits(cfg, rng: np.random.Generator | None = None) -> dict[str, Datase
     if cfg.data.limit is not None:
         train = limit(train, cfg.data.limit, rng)
     train, val = train_val_split(train, cfg.data.val_fraction, rng)
-    if cfg.data.flip:
-        train = with_mirrors(train)
     if len(np.unique(train.labels)) < 2:
         raise DataError(f"the training split of '{cfg.data.source}' has fewer than 2 classes; "
                         "a classifier needs at least two")

@@ -1,4 +1,4 @@
-"""Seeded, stratified sampling, train/validation splits, and mirrored training images."""
+"""Seeded, stratified sampling and train/validation splits."""
 
 from __future__ import annotations
 
@@ -32,8 +32,3 @@ def train_val_split(data: Dataset, val_fraction: float, rng: np.random.Generator
     train = np.setdiff1d(np.arange(len(data)), val, assume_unique=True)
     return data.subset(train), data.subset(val)
 
-
-def with_mirrors(data: Dataset) -> Dataset:
-    """`data` followed by the left-right mirror image of each of its images (same labels)."""
-    images = np.concatenate([data.images, data.images[:, :, ::-1]])
-    return Dataset(images, np.concatenate([data.labels, data.labels]), data.classes)

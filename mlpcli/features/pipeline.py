@@ -37,16 +37,17 @@ class FeaturePipeline:
         self.mean: np.ndarray | None = None   # (D,) normalization statistics, set by fit
         self.std: np.ndarray | None = None
 
-    def fit_transform(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Fit extractors and normalization on training images; their features (N, D)."""
-        key = self._key("fit", images, json.dumps(rng.bit_generator.state, default=str))
+    def fit_transform(self, images: np.ndarray, rng: np.random.Generator, mirror: bool = False) -> np.ndarray:
+        """Fit extractors and normalization on training images; their features (N, D), or with `mirror`
+        (2N, D): those of the images, then those of their left-right mirror images (data.flip)."""
+        key = self._key("fit", images, json.dumps(rng.bit_generator.state, default=str) + f" mirror={mirror}")
         cached = self._cache_load(key)
         if cached is not None:
             self.load_state(cached)
             return cached["features"]
         for extractor in self.extractors:
             extractor.fit(images, rng)
-        raw = self._extract(images, "features (fit)")
+        raw = self._extract(images, "features (fit)", mirror)
         if self.cfg.normalize == "standard":
             mean, std = column_stats(raw)
             self.mean, self.std = mean.astype(self.dtype), np.where(std > 1e-8, std, 1.0).astype(self.dtype)
@@ -54,13 +55,13 @@ class FeaturePipeline:
         self._cache_save(key, {**self.state(), "features": features})
         return features
 
-    def transform(self, images: np.ndarray) -> np.ndarray:
-        """Features (N, D) of images with the fitted state."""
-        key = self._key("transform", images, self._state_digest())
+    def transform(self, images: np.ndarray, mirror: bool = False) -> np.ndarray:
+        """Features (N, D) of images with the fitted state; with `mirror`, (2N, D) as in fit_transform."""
+        key = self._key("transform", images, self._state_digest() + f" mirror={mirror}")
         cached = self._cache_load(key)
         if cached is not None:
             return cached["features"]
-        features = self._normalize(self._extract(images, "features"))
+        features = self._normalize(self._extract(images, "features", mirror))
         self._cache_save(key, {"features": features})
         return features
 
@@ -84,9 +85,10 @@ class FeaturePipeline:
             self.mean = arrays["normalize.mean"].astype(self.dtype)
             self.std = arrays["normalize.std"].astype(self.dtype)
 
-    def _extract(self, images: np.ndarray, label: str) -> np.ndarray:
-        """Concatenated raw extractor outputs (N, D), computed `cfg.chunk` images at a time, one chunk per
-        core at once (mlpcli.parallel)."""
+    def _extract(self, images: np.ndarray, label: str, mirror: bool = False) -> np.ndarray:
+        """Concatenated raw extractor outputs (N, D), or with `mirror` (2N, D) with those of the mirror
+        images after; computed `cfg.chunk` images at a time, one chunk per core at once (mlpcli.parallel).
+        The mirror images are views made chunk by chunk, never a second copy of the images."""
         n = len(images)
         if n == 0:
             return np.empty((0, 0), dtype=self.dtype)
@@ -94,12 +96,15 @@ class FeaturePipeline:
         def features_of(block: np.ndarray) -> np.ndarray:
             return np.concatenate([extractor.transform(block) for extractor in self.extractors], axis=1)
 
-        out = np.empty((n, features_of(images[:1]).shape[1]), dtype=self.dtype)
-        with tqdm(total=n, desc=label, unit="img", disable=None if self.progress and n > self.cfg.chunk else True,
+        out = np.empty((2 * n if mirror else n, features_of(images[:1]).shape[1]), dtype=self.dtype)
+        with tqdm(total=len(out), desc=label, unit="img", disable=None if self.progress and n > self.cfg.chunk else True,
                   leave=False) as bar:
             def extract(rows: slice) -> None:
-                out[rows] = features_of(images[rows])
-                bar.update(rows.stop - rows.start)
+                block = images[rows]
+                out[rows] = features_of(block)
+                if mirror:
+                    out[rows.start + n:rows.stop + n] = features_of(block[:, :, ::-1])
+                bar.update((rows.stop - rows.start) * (2 if mirror else 1))
 
             map_row_blocks(extract, n, self.cfg.chunk)
         return out
@@ -149,7 +154,7 @@ class FeaturePipeline:
                 pass  # a cache that cannot be written only costs time
 
 
-def column_stats(X: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def column_stats(X: np.ndarray, rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (D,) float64 of the columns of X (N, D), accumulated over blocks of
     rows so that no float64 copy of X is ever made."""
     total = np.zeros(X.shape[1])

@@ -77,14 +77,3 @@ def test_a_single_class_is_refused(monkeypatch):
     cfg.data.source = "one_class"
     with pytest.raises(DataError, match="fewer than 2 classes"):
         load_splits(cfg)
-
-
-def test_flip_adds_mirrored_training_images_only():
-    plain = load_splits(load_config(None, ["data.shapes.per_class=20"]))
-    flipped = load_splits(load_config(None, ["data.shapes.per_class=20", "data.flip=true"]))
-    n = len(plain["train"])
-    assert len(flipped["train"]) == 2 * n
-    np.testing.assert_array_equal(flipped["train"].images[:n], plain["train"].images)
-    np.testing.assert_array_equal(flipped["train"].images[n:], plain["train"].images[:, :, ::-1])
-    np.testing.assert_array_equal(flipped["train"].labels[n:], plain["train"].labels)
-    np.testing.assert_array_equal(flipped["val"].images, plain["val"].images)

@@ -35,6 +35,17 @@ def test_chunks_on_all_cores_give_the_same_features_as_one_pass():
     np.testing.assert_array_equal(whole, chunked)
 
 
+def test_mirror_appends_the_features_of_the_mirror_images():
+    batch = images(9, 0)
+    pipe = pipeline(["features.chunk=4"])
+    both = pipe.fit_transform(batch, np.random.default_rng(0), mirror=True)
+    assert both.shape == (18, 90)
+    np.testing.assert_allclose(both.mean(axis=0), 0, atol=1e-5)       # standardized over images and mirrors
+    np.testing.assert_array_equal(both[:9], pipe.transform(batch))
+    np.testing.assert_array_equal(both[9:], pipe.transform(np.ascontiguousarray(batch[:, :, ::-1])))
+    np.testing.assert_array_equal(pipe.transform(batch, mirror=True), both)
+
+
 def test_extractors_are_concatenated_in_order():
     pipe = pipeline(["features.extractors=[{pixels: {gray: true}}, {pixels: {}}]", "features.normalize=none"])
     batch = images(4, 0)
