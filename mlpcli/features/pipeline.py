@@ -93,17 +93,17 @@ class FeaturePipeline:
         if n == 0:
             return np.empty((0, 0), dtype=self.dtype)
 
-        def features_of(block: np.ndarray) -> np.ndarray:
-            return np.concatenate([extractor.transform(block) for extractor in self.extractors], axis=1)
+        def features_of(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            return np.concatenate([extractor.transform(block) for extractor in self.extractors], axis=1, out=out)
 
         out = np.empty((2 * n if mirror else n, features_of(images[:1]).shape[1]), dtype=self.dtype)
         with tqdm(total=len(out), desc=label, unit="img", disable=None if self.progress and n > self.cfg.chunk else True,
                   leave=False) as bar:
             def extract(rows: slice) -> None:
                 block = images[rows]
-                out[rows] = features_of(block)
+                features_of(block, out[rows])
                 if mirror:
-                    out[rows.start + n:rows.stop + n] = features_of(block[:, :, ::-1])
+                    features_of(block[:, :, ::-1], out[rows.start + n:rows.stop + n])
                 bar.update((rows.stop - rows.start) * (2 if mirror else 1))
 
             map_row_blocks(extract, n, self.cfg.chunk)
