@@ -73,9 +73,9 @@ class Crash(BaseException):
     """Stands for the process dying (kill -9) right after a checkpoint was written."""
 
 
-@pytest.mark.parametrize("crash_after_saves", [1, 4, 5])
-def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeypatch, crash_after_saves):
-    reference = run_once(tiny_config, tmp_path / "reference")
+@pytest.mark.parametrize("crash_after_saves, overrides", [(1, []), (4, []), (5, []), (4, ["data.flip=true"])])
+def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeypatch, crash_after_saves, overrides):
+    reference = run_once(tiny_config, tmp_path / "reference", overrides)
     real_save, saves = checkpoint.save, []
 
     def save_then_crash(path, ckpt):
@@ -85,7 +85,7 @@ def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeyp
             raise Crash
 
     monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    cfg = load_config(tiny_config)
+    cfg = load_config(tiny_config, overrides)
     run = RunDir.create(cfg, tmp_path / "crashed")
     with pytest.raises(Crash):
         train(cfg, run, progress=False)
