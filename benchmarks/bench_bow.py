@@ -33,6 +33,7 @@ from mlpcli.features.bow import BowConfig
 from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.parallel import single_threaded_blas
 from mlpcli.schema import to_dict
+from timing import best_run, best_time
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tgz"
 LOGISTIC_C = 1e-2  # inverse L2 strength; of 1e-4, 1e-3, 1e-2 the best on 10,000 / 5,000 images
@@ -49,17 +50,6 @@ def load_cifar(archive: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, np.array([classes.index(c) for c in folders])
 
 
-def best_time(run, repeats: int) -> tuple[float, float, object]:
-    """Of `repeats` calls of `run()`, the fastest: its wall time and CPU time (all threads) in seconds,
-    and the last result."""
-    times = []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = run()
-        times.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return *min(times), result
-
-
 def sgemm_rates(shape: tuple[int, int, int], repeats: int) -> tuple[float, float, float]:
     """GFLOP/s of float32 products `shape` = (m, k, n) run as the encoder runs them (one thread per core,
     single-threaded BLAS): per second of wall time and per second of CPU time; and of a 2048³ product
@@ -73,10 +63,10 @@ def sgemm_rates(shape: tuple[int, int, int], repeats: int) -> tuple[float, float
         with single_threaded_blas(), ThreadPoolExecutor(cores) as pool:
             list(pool.map(lambda _: [A @ B for _ in range(count)], range(cores)))
 
-    wall, cpu, _ = best_time(per_core_products, repeats)
+    wall, cpu, _ = best_run(per_core_products, repeats)
     flops = 2 * m * k * n * count * cores
     S = rng.standard_normal((2048, 2048), dtype=np.float32)
-    square = 2 * 2048 ** 3 / best_time(lambda: S @ S, 5 * repeats)[0] / 1e9
+    square = 2 * 2048 ** 3 / best_time(lambda: S @ S, 5 * repeats) / 1e9
     return flops / wall / 1e9, flops / cpu / 1e9, square
 
 
@@ -129,8 +119,8 @@ def main() -> int:
     timed = images[np.arange(args.n) % len(images)]
     cfg = BowConfig() if args.patches is None else BowConfig(patches=args.patches)
     pipeline = bow_pipeline(cfg)
-    fit_time, fit_cpu, _ = best_time(lambda: pipeline.extractors[0].fit(timed, np.random.default_rng(0)), args.repeats)
-    encode_time, encode_cpu, features = best_time(lambda: pipeline.transform(timed), args.repeats)
+    fit_time, fit_cpu, _ = best_run(lambda: pipeline.extractors[0].fit(timed, np.random.default_rng(0)), args.repeats)
+    encode_time, encode_cpu, features = best_run(lambda: pipeline.transform(timed), args.repeats)
 
     positions = (32 - cfg.patch) // cfg.stride + 1
     d = cfg.patch ** 2 * 3

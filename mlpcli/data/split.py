@@ -31,4 +31,3 @@ def train_val_split(data: Dataset, val_fraction: float, rng: np.random.Generator
     val = stratified_pick(data.labels, val_fraction, rng)
     train = np.setdiff1d(np.arange(len(data)), val, assume_unique=True)
     return data.subset(train), data.subset(val)
-
