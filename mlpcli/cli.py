@@ -321,13 +321,14 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=not quiet)
     for name, ds in splits.items():
         tick, hits = time.perf_counter(), pipeline.cache_hits
+        mirror = cfg.data.flip if name == "train" else cfg.data.flip_eval
         if name == "train":
-            features = pipeline.fit_transform(ds.images, rngs["features"], mirror=cfg.data.flip)
+            features = pipeline.fit_transform(ds.images, rngs["features"], mirror=mirror)
         else:
-            features = pipeline.transform(ds.images)
+            features = pipeline.transform(ds.images, mirror=mirror)
         seconds = time.perf_counter() - tick
         source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(features), 1) * 1e6:.1f} µs/image"
-        mirrors = " (half of them mirror images)" if name == "train" and cfg.data.flip else ""
+        mirrors = " (half of them mirror images)" if mirror else ""
         click.echo(f"  {name:<5} {len(features):>7} images  {seconds:7.2f}s  ({source}){mirrors}")
     sample = splits["train"].images[:1]          # the extractors are fitted now
     dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]

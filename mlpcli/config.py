@@ -55,6 +55,8 @@ class DataConfig:
     size: list[int] | None = option(None, "resize every image to [height, width]", min=1, length=2)
     mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])
     flip: bool = option(False, "add a left-right mirror image of every training image (doubles the training split)")
+    flip_eval: bool = option(False, "score every evaluated image (validation, test, eval, predict) by the mean of "
+                             "its class scores and its mirror image's (twice the feature time)")
     on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
                            choices=["raise", "skip"])
     shapes: ShapesConfig = option(ShapesConfig(), "options of the generated `shapes` dataset")

@@ -34,21 +34,24 @@ class Classifier:
         if tuple(images.shape[1:]) != self.image_shape:
             raise DataError(f"images are {images.shape[1:]} but this model was trained on {self.image_shape}; "
                             "set data.size/data.mode to match")
-        return self.scores_of_features(self.pipeline.transform(images), batch)
-
-    def scores_of_features(self, features: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Class scores (N, C) for features (N, D)."""
-        return batched_scores(self.model, features, batch)
+        mirrored = self.config.data.flip_eval
+        return batched_scores(self.model, self.pipeline.transform(images, mirror=mirrored), batch, mirrored)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Predicted labels (N,)."""
         return self.scores(images).argmax(axis=1)
 
 
-def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """model.scores over features (N, D) in batches, as one (N, C) array."""
+def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, mirrored: bool = False) -> np.ndarray:
+    """model.scores over features (N, D) in batches, as one (N, C) array. With `mirrored`, features are
+    (2N, D), those of N images and then of their mirror images (data.flip_eval), and the scores (N, C)
+    are the mean of each image's and its mirror image's."""
     parts = [model.scores(features[i:i + batch]).copy() for i in range(0, len(features), batch)]
-    return np.concatenate(parts) if parts else np.empty((0, 0))
+    scores = np.concatenate(parts) if parts else np.empty((0, 0))
+    if mirrored:
+        n = len(scores) // 2
+        scores = (scores[:n] + scores[n:]) / 2
+    return scores
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

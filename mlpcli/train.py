@@ -65,7 +65,7 @@ class Prepared:
     cfg: Config
     classes: list[str]
     image_shape: tuple[int, ...]
-    features: dict[str, np.ndarray]     # split → (N, D)
+    features: dict[str, np.ndarray]     # split → (N, D); (2N, D) with mirror images for data.flip / flip_eval
     labels: dict[str, np.ndarray]       # split → (N,)
     pipeline: FeaturePipeline
     model: MLP
@@ -84,7 +84,8 @@ def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = Tru
     else:
         pipeline.load_state(feature_state)
         features = {"train": pipeline.transform(train.images, mirror=cfg.data.flip)}
-    features.update({name: pipeline.transform(ds.images) for name, ds in splits.items() if name != "train"})
+    features.update({name: pipeline.transform(ds.images, mirror=cfg.data.flip_eval)
+                     for name, ds in splits.items() if name != "train"})
     labels = {name: ds.labels for name, ds in splits.items()}
     if cfg.data.flip:                       # the mirror images' features follow the images' (FeaturePipeline)
         labels["train"] = np.concatenate([train.labels, train.labels])
@@ -174,7 +175,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
 
 def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator, lr: float, n: int) -> dict:
     """Close the epoch in `state`; its metrics row."""
-    val_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"])
+    val_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"], prep.cfg.data.flip_eval)
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
            "val_loss": val_loss, "val_acc": val_acc, "lr": lr}
     state.epoch += 1
@@ -183,11 +184,16 @@ def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator
     return row
 
 
-def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(loss incl. the L2 penalty, accuracy) of the model on features X (N, D), labels y (N,)."""
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, mirrored: bool = False) -> tuple[float, float]:
+    """(loss incl. the L2 penalty, accuracy) of the model on features X (N, D), labels y (N,);
+    with `mirrored`, X is (2N, D) and the scores average each image and its mirror (batched_scores)."""
     if len(y) == 0:
         return float("nan"), float("nan")
-    scores = batched_scores(model, X)
+    scores = batched_scores(model, X, mirrored=mirrored)
+    return _loss_and_accuracy(model, scores, y)
+
+
+def _loss_and_accuracy(model: MLP, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     data_loss, _ = model.loss(scores, y)
     return float(data_loss + model.penalty()), float(np.mean(scores.argmax(axis=1) == y))
 
@@ -218,9 +224,9 @@ def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, starte
     }
     for split in ("val", "test"):
         if split in prep.features and len(prep.labels[split]):
-            scores = batched_scores(prep.model, prep.features[split])
+            scores = batched_scores(prep.model, prep.features[split], mirrored=cfg.data.flip_eval)
             summary[split] = classification_report(prep.labels[split], scores.argmax(axis=1), len(prep.classes))
-            summary[split]["loss"] = evaluate(prep.model, prep.features[split], prep.labels[split])[0]
+            summary[split]["loss"] = _loss_and_accuracy(prep.model, scores, prep.labels[split])[0]
     return summary
 
 

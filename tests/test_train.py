@@ -16,6 +16,8 @@ import pytest
 from mlpcli import checkpoint
 from mlpcli.config import load_config
 from mlpcli.errors import TrainingError
+from mlpcli.predictor import Classifier, batched_scores
+from mlpcli.report import validation_split
 from mlpcli.rundir import RunDir
 from mlpcli.train import prepare, train
 from tests.helpers import sha256
@@ -40,6 +42,20 @@ def test_flip_adds_the_mirror_images_to_the_training_split_only(tiny_config):
     np.testing.assert_array_equal(flipped.labels["train"], np.concatenate([plain.labels["train"]] * 2))
     np.testing.assert_array_equal(flipped.labels["val"], plain.labels["val"])
     assert not np.allclose(flipped.features["train"][:n], flipped.features["train"][n:], atol=1e-3)
+
+
+def test_flip_eval_scores_each_image_by_the_mean_of_its_and_its_mirror_images_scores(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run", ["data.flip_eval=true"])
+    clf = Classifier.from_checkpoint(run.best)
+    val = validation_split(clf.config)
+    plain = batched_scores(clf.model, clf.pipeline.transform(val.images))
+    mirrored = batched_scores(clf.model, clf.pipeline.transform(np.ascontiguousarray(val.images[:, :, ::-1])))
+    expected = (plain + mirrored) / 2
+    np.testing.assert_allclose(clf.scores(val.images), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(plain, expected, atol=1e-3)
+    summary = json.loads(run.summary.read_text())
+    assert summary["val"]["accuracy"] == np.mean(expected.argmax(axis=1) == val.labels)
+    assert summary["val"]["accuracy"] == max(row["val_acc"] for row in run.read_metrics())
 
 
 def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tmp_path):
