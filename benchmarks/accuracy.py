@@ -44,7 +44,7 @@ def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
     pipeline.fit_transform(splits["train"].images, rngs["features"], mirror=cfg.data.flip)
     for name, split in splits.items():
         if name != "train":
-            pipeline.transform(split.images)
+            pipeline.transform(split.images, mirror=cfg.data.flip_eval)
     featured = time.perf_counter()
     del splits
     run = RunDir.create(cfg)
