@@ -28,4 +28,9 @@ def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int
 
 def single_threaded_blas() -> threadpool_limits:
     """A context in which BLAS runs on the calling thread alone."""
-    return threadpool_limits(limits=1, user_api="blas")
+    return blas_threads(1)
+
+
+def blas_threads(threads: int | None) -> threadpool_limits:
+    """A context in which BLAS uses at most `threads` threads (None: as many as it would anyway)."""
+    return threadpool_limits(limits=threads, user_api="blas")

@@ -25,6 +25,7 @@ from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, learning_rate
+from mlpcli.parallel import blas_threads
 from mlpcli.predictor import batched_scores
 from mlpcli.rundir import RunDir
 from mlpcli.seeding import generators
@@ -125,7 +126,8 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
     interrupt = _InterruptFlag()
     bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
-    with interrupt, bar, np.errstate(over="ignore", invalid="ignore"):  # divergence is caught below
+    # overflow warnings are silenced: divergence is caught below
+    with interrupt, bar, blas_threads(cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
         while state.epoch < epochs and not state.stopped:
             tick = time.perf_counter()
             shuffle_rng.bit_generator.state = state.rng_state

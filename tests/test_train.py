@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from mlpcli import checkpoint
 from mlpcli.config import load_config
 from mlpcli.errors import TrainingError
+from mlpcli.nn.model import MLP
 from mlpcli.predictor import Classifier, batched_scores
 from mlpcli.report import validation_split
 from mlpcli.rundir import RunDir
@@ -78,6 +80,24 @@ def test_same_config_gives_identical_checkpoints_and_metrics(tiny_config, tmp_pa
     assert sha256(a.last) == sha256(b.last)
     assert sha256(a.best) == sha256(b.best)
     assert metrics_without_time(a) == metrics_without_time(b)
+
+
+def test_train_threads_limits_blas_in_the_training_steps(tiny_config, tmp_path, monkeypatch):
+    seen = []
+    original = MLP.loss_and_grads
+
+    def spy(self, X, y):
+        seen.append(max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"))
+        return original(self, X, y)
+
+    monkeypatch.setattr(MLP, "loss_and_grads", spy)
+    limited = run_once(tiny_config, tmp_path / "limited", ["train.threads=1"])
+    assert set(seen) == {1}
+    monkeypatch.undo()
+    default = run_once(tiny_config, tmp_path / "default")
+    assert metrics_without_time(limited) == metrics_without_time(default)
+    for name, array in checkpoint.load(default.last).params.items():
+        np.testing.assert_array_equal(checkpoint.load(limited.last).params[name], array)
 
 
 def test_another_seed_gives_another_run(tiny_config, tmp_path):
