@@ -4,8 +4,9 @@
 
 Settings shared by all three: 8x8-pixel cells, 2x2-cell blocks (stride one cell), 9 orientation bins
 (skimage and mlpcli: L2-Hys; OpenCV: its own L2-Hys, Gaussian block window and bilinear votes, so only
-its speed is comparable). Each timing is the best of `--repeats` runs, all in one process, so that the
-ratios hold on a machine shared with other work. Needs ../shared/data/cifar10-train.tgz (or `--data`);
+its speed is comparable). mlpcli runs twice: with hard votes (equal to skimage) and with `interpolate`
+(trilinear votes, closer to OpenCV's work). Each timing is the best of `--repeats` runs, all in one
+process, so that the ratios hold on a machine shared with other work. Needs ../shared/data/cifar10-train.tgz (or `--data`);
 without it, prints a note and exits 0. OpenCV is optional (`pip install 'opencv-python-headless<5'`).
 """
 
@@ -48,7 +49,10 @@ def main() -> int:
     images = load_images(args.data, args.n)
     n = len(images)
     ours = Hog(HogConfig(orientations=9, pixels_per_cell=8, cells_per_block=2, block_norm="L2-Hys"))
-    methods = {"mlpcli Hog (batched)": lambda subset: ours.transform(subset)}
+    interpolating = Hog(HogConfig(orientations=9, pixels_per_cell=8, cells_per_block=2, block_norm="L2-Hys",
+                                  interpolate=True))
+    methods = {"mlpcli Hog (batched)": lambda subset: ours.transform(subset),
+               "mlpcli Hog interpolate": lambda subset: interpolating.transform(subset)}
 
     from skimage.feature import hog
 

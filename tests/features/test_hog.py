@@ -151,3 +151,60 @@ def test_options_are_validated_by_name():
         from_dict(HogConfig, {"block_norm": "L2Hys"}, "hog")
     with pytest.raises(ConfigError, match="hog.orientations: 0 is out of range"):
         from_dict(HogConfig, {"orientations": 0}, "hog")
+
+
+def trilinear_reference(image: np.ndarray, cfg: HogConfig) -> np.ndarray:
+    """Dalal & Triggs' trilinear-vote HOG of one image (H, W, C) uint8, pixel by pixel: each gradient
+    (of the channel with the largest magnitude) shared between the two orientation bins and the four
+    cells whose centers surround it, in proportion to closeness; then skimage's block normalization."""
+    planes = np.sqrt(image.astype(np.float64)) if cfg.transform_sqrt else image.astype(np.float64)
+    height, width, _ = image.shape
+    cell, bins = cfg.pixels_per_cell, cfg.orientations
+    rows, cols = height // cell, width // cell
+    histograms = np.zeros((rows, cols, bins))
+    for r in range(height):
+        for c in range(width):
+            d_row = planes[r + 1, c] - planes[r - 1, c] if 0 < r < height - 1 else np.zeros(image.shape[2])
+            d_col = planes[r, c + 1] - planes[r, c - 1] if 0 < c < width - 1 else np.zeros(image.shape[2])
+            k = int(np.argmax(np.hypot(d_row, d_col)))
+            magnitude = np.hypot(d_row[k], d_col[k])
+            position = np.degrees(np.arctan2(d_row[k], d_col[k])) % 180 / (180 / bins) - 0.5
+            y, x = (r + 0.5) / cell - 0.5, (c + 0.5) / cell - 0.5
+            for cell_row in (int(np.floor(y)), int(np.floor(y)) + 1):
+                for cell_col in (int(np.floor(x)), int(np.floor(x)) + 1):
+                    for b in (int(np.floor(position)), int(np.floor(position)) + 1):
+                        share = (1 - abs(y - cell_row)) * (1 - abs(x - cell_col)) * (1 - abs(position - b))
+                        if 0 <= cell_row < rows and 0 <= cell_col < cols:
+                            histograms[cell_row, cell_col, b % bins] += magnitude * share
+    return hog._normalize_blocks(histograms[None] / cell ** 2, cfg.cells_per_block, cfg.block_norm)[0]
+
+
+@pytest.mark.parametrize("images_name, options", [
+    ("cifar-like 32x32", {}),
+    ("cifar-like 32x32", {"pixels_per_cell": 4, "transform_sqrt": True, "block_norm": "L1"}),
+    ("coffee 48x64", {"pixels_per_cell": 6, "cells_per_block": 3, "orientations": 12}),
+    ("camera gray 61x83", {"pixels_per_cell": 10, "orientations": 7, "block_norm": "L2"}),
+])
+def test_interpolated_votes_equal_a_pixel_by_pixel_reference(images_name, options):
+    images = IMAGES[images_name]()[:2]
+    cfg = HogConfig(interpolate=True, **options)
+    expected = np.stack([trilinear_reference(image, cfg) for image in images])
+    ours = Hog(cfg).transform(images)
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() <= 1e-5
+    assert np.abs(ours - Hog(HogConfig(**options)).transform(images)).max() > 0.01   # not the hard votes
+
+
+def test_an_interpolated_vote_is_shared_by_closeness():
+    image = np.zeros((1, 16, 16, 1), np.uint8)
+    image[0, 5:] = 100     # a horizontal edge: rows 4 and 5 have gradients of 100 at 90 degrees
+    cfg = HogConfig(orientations=4, pixels_per_cell=8, interpolate=True)
+    histograms = Hog(cfg)._cell_histograms(image, (2, 2))[0]          # (2 cell rows, 2 cell cols, 4 bins)
+    # 90 degrees lies halfway between the centers of bins 1 (67.5) and 2 (112.5). Rows 4 and 5 (centers
+    # 4.5 and 5.5) are 0.0625 and 0.1875 cells below the upper cells' centers (3.5): shares 0.9375 and
+    # 0.8125 up, 0.0625 and 0.1875 down. Across, the 16 columns give the two cells 14 shares (each of the
+    # four outermost columns on either side loses its share to a cell off the grid): 7 each.
+    upper, lower = 100 * 0.5 * (0.9375 + 0.8125) * 7 / 64, 100 * 0.5 * (0.0625 + 0.1875) * 7 / 64
+    expected = np.zeros((2, 2, 4))
+    expected[0, :, 1:3], expected[1, :, 1:3] = upper, lower
+    np.testing.assert_allclose(histograms, expected, rtol=1e-6)
