@@ -6,8 +6,9 @@ Settings shared by all three: 8x8-pixel cells, 2x2-cell blocks (stride one cell)
 (skimage and mlpcli: L2-Hys; OpenCV: its own L2-Hys, Gaussian block window and bilinear votes, so only
 its speed is comparable). mlpcli runs twice: with hard votes (equal to skimage) and with `interpolate`
 (trilinear votes, closer to OpenCV's work). Each timing is the best of `--repeats` runs, all in one
-process, so that the ratios hold on a machine shared with other work. Needs ../shared/data/cifar10-train.tgz (or `--data`);
-without it, prints a note and exits 0. OpenCV is optional (`pip install 'opencv-python-headless<5'`).
+process, so that the ratios hold on a machine shared with other work. Needs
+../shared/data/cifar10-train.tgz (or `--data`); without it, prints a note and exits 0. OpenCV is
+optional (`pip install 'opencv-python-headless<5'`).
 """
 
 from __future__ import annotations

@@ -80,9 +80,12 @@ class Hog(Extractor):
                 votes = [table.take(table_index) for table in _integer_gradient_votes(cfg.orientations)]
             else:
                 bins = _integer_gradient_bins(cfg.orientations).take(table_index)
-        else:  # hypot, as skimage: a rounded squared sum could break its ties between channels differently
-            magnitude = np.hypot(d_row, d_col) if len(planes) > 1 else np.sqrt(d_row * d_row + d_col * d_col)
-            magnitude, d_row, d_col = _strongest(magnitude, d_row, d_col)
+        else:
+            if len(planes) > 1 and not cfg.interpolate:  # skimage ranks channels by hypot: a rounded
+                magnitude, d_row, d_col = _strongest(np.hypot(d_row, d_col), d_row, d_col)  # squared sum could
+            else:                                                                            # break ties otherwise
+                magnitude2, d_row, d_col = _strongest(d_row * d_row + d_col * d_col, d_row, d_col)
+                magnitude = np.sqrt(magnitude2)
             if cfg.interpolate:
                 votes = _orientation_votes(d_row, d_col, cfg.orientations)
             else:
@@ -174,9 +177,12 @@ def _integer_gradient_bins(orientations: int) -> np.ndarray:
 def _orientation_votes(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> tuple[np.ndarray, np.ndarray]:
     """The bins whose centers surround each gradient's unsigned orientation: the lower one, cyclically
     (uint8; the upper one is the next), and the upper one's share, 1 − its distance in bins (float32)."""
-    position = np.arctan2(d_row, d_col) % np.pi * (orientations / np.pi) - 0.5   # in bins from bin 0's center
-    lower = np.floor(position)
-    return (lower % orientations).astype(np.uint8), (position - lower).astype(np.float32)
+    angle = np.arctan2(d_row, d_col)
+    angle += (angle < 0) * np.pi                        # unsigned, in [0, π]; π votes as 0 does
+    position = angle * (orientations / np.pi) + 0.5     # in bins from the center of the bin before bin 0
+    above = position.astype(np.intp)                    # that bin's number + 1, in [0, orientations]
+    lower = ((np.arange(orientations + 1) - 1) % orientations).astype(np.uint8)
+    return lower.take(above), (position - above).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
