@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.errors import ConfigError
+from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.schema import from_dict
+
+SHIPPED_CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
 
 def test_defaults_fill_every_section():
@@ -86,3 +91,14 @@ def test_section_must_be_a_mapping():
 def test_booleans_are_not_numbers():
     with pytest.raises(ConfigError, match="reg: expected a number, got True"):
         from_dict(Config, {"reg": True})
+
+
+def test_configs_are_shipped():
+    assert {path.stem for path in SHIPPED_CONFIGS} >= {"cifar10_pixels", "cifar10_hog_color", "cifar10_bow", "mnist"}
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda path: path.name)
+def test_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    assert cfg.output.name == path.stem
+    assert FeaturePipeline(cfg.features, cfg.model.dtype).extractors   # every extractor's options checked
