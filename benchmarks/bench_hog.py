@@ -17,6 +17,7 @@ import argparse
 import io
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,8 @@ def main() -> int:
 
     images = load_images(args.data, args.n)
     n = len(images)
-    ours = Hog(HogConfig(orientations=9, pixels_per_cell=8, cells_per_block=2, block_norm="L2-Hys"))
-    interpolating = Hog(HogConfig(orientations=9, pixels_per_cell=8, cells_per_block=2, block_norm="L2-Hys",
-                                  interpolate=True))
+    settings = HogConfig(orientations=9, pixels_per_cell=8, cells_per_block=2, block_norm="L2-Hys")
+    ours, interpolating = Hog(settings), Hog(replace(settings, interpolate=True))
     methods = {"mlpcli Hog (batched)": lambda subset: ours.transform(subset),
                "mlpcli Hog interpolate": lambda subset: interpolating.transform(subset)}
 

@@ -203,16 +203,10 @@ def _interpolated_histograms(magnitude: np.ndarray, votes: tuple[np.ndarray, ...
     by_pixel = np.zeros((n, height, width * bins), np.float32)
     flat, first = by_pixel.reshape(-1), np.arange(0, len(magnitude) * bins, bins)
     flat[first + lower] = magnitude * (1 - upper_share)
-    flat[first + _next_bin(bins).take(lower)] += magnitude * upper_share
+    flat[first + ((np.arange(bins) + 1) % bins).take(lower)] += magnitude * upper_share   # the next bin, cyclically
     by_rows = np.matmul(_cell_shares(height, cell), by_pixel)                          # (B, rows, W·bins)
     by_cells = np.matmul(_cell_shares(width, cell), by_rows.reshape(-1, width, bins))  # (B·rows, cols, bins)
     return by_cells.reshape(n, height // cell, width // cell, bins) / (cell * cell)
-
-
-@functools.lru_cache(maxsize=8)
-def _next_bin(bins: int) -> np.ndarray:
-    """The bin after each bin, cyclically: (bins,) intp."""
-    return (np.arange(bins) + 1) % bins
 
 
 @functools.lru_cache(maxsize=8)
