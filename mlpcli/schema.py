@@ -74,6 +74,17 @@ def to_dict(tree: Any) -> Any:
     return tree
 
 
+def flatten(data: Any, path: str = "") -> dict[str, Any]:
+    """{dotted key: leaf value} of plain config data (`to_dict` output): nested mappings join their keys
+    with dots, lists of mappings their items as `key[i]`; other lists and empty mappings are leaves, e.g.
+    {"model.hidden": [256], "features.extractors[0].hog.orientations": 9}."""
+    if isinstance(data, dict) and data:
+        return {key: value for name, child in data.items() for key, value in flatten(child, _join(path, str(name))).items()}
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        return {key: value for i, item in enumerate(data) for key, value in flatten(item, f"{path}[{i}]").items()}
+    return {path: data}
+
+
 def unknown_key_message(path: str, key: str, allowed: list[str], what: str = "key") -> str:
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""

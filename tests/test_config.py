@@ -102,3 +102,12 @@ def test_shipped_config_is_valid(path):
     cfg = load_config(path)
     assert cfg.output.name == path.stem
     assert FeaturePipeline(cfg.features, cfg.model.dtype).extractors   # every extractor's options checked
+
+
+def test_flatten_names_every_leaf_by_its_dotted_path():
+    from mlpcli.schema import flatten
+
+    data = {"seed": 1, "model": {"hidden": [256, 128], "dropout": None},
+            "features": {"extractors": [{"hog": {"orientations": 9}}, {"pixels": {}}]}}
+    assert flatten(data) == {"seed": 1, "model.hidden": [256, 128], "model.dropout": None,
+                             "features.extractors[0].hog.orientations": 9, "features.extractors[1].pixels": {}}
