@@ -67,7 +67,7 @@ def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ..
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
-              help="Continue the run in this folder from its checkpoints/last.npz.")
+              help="Continue the run in this folder from its checkpoints/last.npz (with train.epochs=N: to N epochs).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config (defaults filled in) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_config: bool, quiet: bool) -> None:
@@ -79,48 +79,45 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_
       mlp train configs/cifar10_hog_color.yaml optim.lr=0.05 model.hidden=[256,128]
       mlp train --print-config loss.name=hinge
       mlp train --resume runs/cifar10_hog_color-20261126-101500
+      mlp train --resume runs/cifar10_hog_color-20261126-101500 train.epochs=30
 
     A run folder gets config.yaml, metrics.jsonl, summary.json, checkpoints/{last,best}.npz and plots.
-    Ctrl-C saves last.npz and stops (exit 130); --resume continues exactly where it stopped.
+    Ctrl-C saves last.npz and stops (exit 130); --resume continues exactly where it stopped, with the run's
+    own config.yaml; its one override, train.epochs=N, extends a run to N epochs.
     """
+    from mlpcli import experiment
     from mlpcli.config import dump_config
-    from mlpcli.rundir import RunDir
-    from mlpcli.train import train as run_training
 
     config, overrides = _split_config_args(args)
+    say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
     if resume_dir is not None:
-        if config or overrides or out:
-            raise click.UsageError("--resume takes the run folder alone; the run's own config.yaml is used")
-        run = RunDir(resume_dir)
-        cfg = _load_config(str(run.config), ())
+        if config or out or print_config or any(not item.startswith("train.epochs=") for item in overrides):
+            raise click.UsageError("--resume takes the run folder and at most train.epochs=N; "
+                                   "the run's own config.yaml is used")
+        epochs = _load_config(None, overrides).train.epochs if overrides else None
+        result = experiment.resume(resume_dir, epochs=epochs, progress=not quiet, log=say)
     else:
         cfg = _load_config(config, overrides)
-    if print_config:
-        click.echo(dump_config(cfg), nl=False)
-        return
-    if resume_dir is None:
-        run = RunDir.create(cfg, out)
-    say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
-    say(f"run folder: {run.path}")
-    try:
-        result = run_training(cfg, run, resume=resume_dir is not None, progress=not quiet, log=say)
-    except BaseException:
-        if resume_dir is None:
-            run.discard_if_unused()
-        raise
-    if cfg.output.plots:
-        from mlpcli.plots import write_run_plots
-
-        write_run_plots(run.path, samples=result.samples)
-    click.echo(_summary_line(result.summary, run.path))
+        if print_config:
+            click.echo(dump_config(cfg), nl=False)
+            return
+        result = experiment.run(cfg, out, progress=not quiet, log=say)
+    click.echo(_summary_line(result))
 
 
-def _summary_line(summary: dict, path: Path) -> str:
+def _summary_line(result) -> str:
+    """The run's one-line outcome: its scores, why it stopped, its time and folder."""
+    summary = result.summary
     parts = [f"val accuracy {summary['val']['accuracy']:.2%} (best epoch {summary['best_epoch']})"]
     if "test" in summary:
         parts.append(f"test accuracy {summary['test']['accuracy']:.2%}")
+    if summary["stopped"] == "early_stop":
+        parts.append(f"stopped early after {summary['epochs_run']} epochs (no better validation accuracy for "
+                     f"train.patience epochs)")
+    else:
+        parts.append(f"{summary['epochs_run']} epochs as asked (train.epochs)")
     parts.append(f"{summary['seconds']:.1f}s")
-    return f"{summary['model']}: " + ", ".join(parts) + f" -> {path}"
+    return f"{summary['model']}: " + ", ".join(parts) + f" -> {result.run.path}"
 
 
 @cli.command(name="eval", short_help="Score a checkpoint on a dataset split.")

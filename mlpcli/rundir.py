@@ -44,13 +44,23 @@ class RunDir:
         write_text_atomic(run.config, dump_config(cfg))
         return run
 
+    @classmethod
+    def existing(cls, path: str | Path) -> RunDir:
+        """The run folder at `path`; MlpError unless it holds the config.yaml of a run."""
+        run = cls(path)
+        if not run.config.is_file():
+            raise MlpError(f"{run.path} is not a run folder (it has no config.yaml); "
+                           "run folders are written by `mlp train`")
+        return run
+
     def discard_if_unused(self) -> None:
-        """Remove a run folder that holds nothing but its config (training failed before any epoch)."""
-        checkpoints = self.path / "checkpoints"
-        if self.metrics.exists() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        """Remove what a new run wrote when it ended before its first checkpoint/last.npz: nothing there
+        can be resumed, so the folder is removed (if only our files are in it)."""
+        if self.last.exists():
             return
-        self.config.unlink(missing_ok=True)
-        for folder in (checkpoints, self.path):
+        for path in (self.config, self.metrics, self.best):
+            path.unlink(missing_ok=True)
+        for folder in (self.path / "checkpoints", self.path):
             try:
                 folder.rmdir()
             except OSError:
@@ -63,21 +73,30 @@ class RunDir:
             os.fsync(f.fileno())
 
     def read_metrics(self) -> list[dict]:
-        """Complete metric rows (a torn last line from a crash is ignored)."""
+        """The metric rows of epochs 1, 2, … in order, up to the first row that is torn (a crash while
+        appending), malformed or out of sequence; what follows such a row is not read."""
         if not self.metrics.exists():
             return []
         rows = []
-        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 break
+            if not isinstance(row, dict) or row.get("epoch") != len(rows) + 1:
+                break
+            rows.append(row)
         return rows
 
     def keep_metrics(self, epochs: int) -> None:
-        """Drop metric rows past epoch `epochs` (written after the checkpoint a resume starts from)."""
-        rows = [row for row in self.read_metrics() if row["epoch"] <= epochs]
-        write_text_atomic(self.metrics, "".join(json.dumps(row) + "\n" for row in rows))
+        """Keep the rows of epochs 1..`epochs` (a resume drops those written after its checkpoint);
+        MlpError if some of them are missing."""
+        rows = self.read_metrics()
+        if len(rows) < epochs:
+            raise MlpError(f"{self.metrics} has {len(rows)} readable epoch rows but the checkpoint has done {epochs} "
+                           "epochs: the run's history is lost or damaged; restore the file, or start a new run")
+        if len(rows) > epochs or (epochs == 0 and self.metrics.exists()):
+            write_text_atomic(self.metrics, "".join(json.dumps(row) + "\n" for row in rows[:epochs]))
 
     def write_summary(self, summary: dict) -> None:
         write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from mlpcli import checkpoint
 from mlpcli.config import Config
 from mlpcli.data import load_splits
-from mlpcli.errors import MlpError, TrainingError
+from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
@@ -45,7 +45,8 @@ class Progress:
     epoch: int = 0                      # completed epochs
     step: int = 0                       # steps done in the current epoch (non-zero only after Ctrl-C)
     rng_state: dict = field(default_factory=dict)   # shuffling generator at the start of the current epoch
-    loss_sum: float = 0.0               # current epoch so far: Σ batch loss · batch size
+    loss_sum: float = 0.0               # current epoch so far: Σ batch loss (data + L2) · batch size
+    data_loss_sum: float = 0.0          # current epoch so far: Σ batch data loss · batch size
     correct: int = 0                    # current epoch so far: correctly classified training samples
     best_acc: float = -1.0
     best_epoch: int = 0
@@ -55,7 +56,8 @@ class Progress:
 
 @dataclass
 class TrainResult:
-    summary: dict               # as written to summary.json
+    state: Progress             # where training stands: epochs done, best epoch, why it stopped ("" if paused)
+    summary: dict | None        # as written to summary.json; None while paused (stop_after)
     samples: np.ndarray         # a few validation images (n, H, W, C) uint8, for pictures
 
 
@@ -97,22 +99,23 @@ def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = Tru
             rngs["shuffle"])
 
 
-def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = True,
+def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None = None,
+          stop_after: int | None = None, progress: bool = True,
           log: Callable[[str], None] = lambda line: None) -> TrainResult:
-    """Train per `cfg` into `run`; the summary is also written to summary.json."""
+    """Train per `cfg` into `run`, from scratch or from the checkpoint `resume_from`, until train.epochs or
+    early stopping (then the summary is also written to summary.json), or pause after epoch `stop_after`."""
     started = time.perf_counter()
-    ckpt = checkpoint.load(run.last) if resume else None
+    ckpt = resume_from
     prep, shuffle_rng = prepare(cfg, ckpt.features if ckpt else None, progress)
     model = prep.model
     optimizer = OPTIMIZERS[cfg.optim.name](model.params, cfg.optim)
     state = Progress(rng_state=shuffle_rng.bit_generator.state)
     if ckpt is not None:
+        _check_same_data(ckpt, prep)
         model.load_params(ckpt.params)
         optimizer.load_state(ckpt.optim)
         state = Progress(**ckpt.progress)
-        run.keep_metrics(state.epoch)
-    if state.stopped:
-        raise MlpError(f"{run.path} already finished ({state.stopped} after {state.epoch} epochs); nothing to resume")
+    run.keep_metrics(state.epoch)
 
     def save(path) -> None:
         checkpoint.save(path, checkpoint.Checkpoint(
@@ -121,6 +124,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
 
     X, y = prep.features["train"], prep.labels["train"]
     n, batch, epochs = len(y), min(cfg.train.batch_size, len(y)), cfg.train.epochs
+    last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     steps = -(-n // batch)
     xb, yb = np.empty((batch, X.shape[1]), dtype=X.dtype), np.empty(batch, dtype=y.dtype)
     interrupt = _InterruptFlag()
@@ -128,7 +132,7 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
                disable=None if progress else True, dynamic_ncols=True, leave=False)
     # overflow warnings are silenced: divergence is caught below
     with interrupt, bar, blas_threads(cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
-        while state.epoch < epochs and not state.stopped:
+        while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
             shuffle_rng.bit_generator.state = state.rng_state
             order = shuffle_rng.permutation(n)
@@ -138,13 +142,15 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
                 m = len(index)
                 np.take(X, index, axis=0, out=xb[:m])
                 np.take(y, index, out=yb[:m])
-                loss, scores = model.loss_and_grads(xb[:m], yb[:m])
+                data_loss, penalty, scores = model.loss_and_grads(xb[:m], yb[:m])
+                loss = data_loss + penalty
                 if not np.isfinite(loss):
                     raise TrainingError(f"the loss became {loss} at epoch {state.epoch + 1}, step {step + 1}; "
-                                        f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size. "
-                                        f"The last good checkpoint is {run.last}")
+                                        f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size"
+                                        + _last_good(run))
                 optimizer.step(model.grads, lr)
                 state.loss_sum += float(loss) * m
+                state.data_loss_sum += float(data_loss) * m
                 state.correct += int(np.count_nonzero(scores.argmax(axis=1) == yb[:m]))
                 state.step = step + 1
                 bar.update()
@@ -170,47 +176,73 @@ def train(cfg: Config, run: RunDir, *, resume: bool = False, progress: bool = Tr
             bar.set_postfix(epoch=state.epoch, loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
             log(f"epoch {state.epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
                 f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
-    summary = _summarize(cfg, prep, run, state, started)
-    run.write_summary(summary)
-    return TrainResult(summary, prep.samples)
+    summary = None
+    if state.stopped:
+        summary = _summarize(cfg, prep, run, state, started)
+        run.write_summary(summary)
+    return TrainResult(state, summary, prep.samples)
+
+
+def _check_same_data(ckpt: checkpoint.Checkpoint, prep: Prepared) -> None:
+    """CheckpointError unless the data a resumed run now sees has the checkpoint's classes and shapes."""
+    found = {"classes": prep.classes, "image shape": list(prep.image_shape),
+             "feature dimension": int(prep.features["train"].shape[1])}
+    saved = {"classes": list(ckpt.classes), "image shape": list(ckpt.image_shape), "feature dimension": ckpt.input_dim}
+    for what, value in saved.items():
+        if found[what] != value:
+            raise CheckpointError(f"the dataset has changed since the run started: its {what} is now "
+                                  f"{_short(found[what])}, the checkpoint's is {_short(value)}; "
+                                  "point data.path back at the run's data, or start a new run")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _last_good(run: RunDir) -> str:
+    return f". The last good checkpoint is {run.last}" if run.last.exists() else ""
 
 
 def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator, lr: float, n: int) -> dict:
     """Close the epoch in `state`; its metrics row."""
-    val_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"], prep.cfg.data.flip_eval)
+    val_data_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"], prep.cfg.data.flip_eval)
+    penalty = prep.model.penalty()
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
-           "val_loss": val_loss, "val_acc": val_acc, "lr": lr}
+           "val_loss": val_data_loss + penalty, "val_acc": val_acc, "lr": lr,
+           "train_data_loss": state.data_loss_sum / n, "val_data_loss": val_data_loss, "l2": penalty}
     state.epoch += 1
-    state.step, state.loss_sum, state.correct = 0, 0.0, 0
+    state.step, state.loss_sum, state.data_loss_sum, state.correct = 0, 0.0, 0.0, 0
     state.rng_state = shuffle_rng.bit_generator.state
     return row
 
 
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, mirrored: bool = False) -> tuple[float, float]:
-    """(loss incl. the L2 penalty, accuracy) of the model on features X (N, D), labels y (N,);
-    with `mirrored`, X is (2N, D) and the scores average each image and its mirror (batched_scores)."""
+    """(data loss, accuracy) of the model on features X (N, D), labels y (N,); with `mirrored`, X is
+    (2N, D) and the scores average each image and its mirror (batched_scores)."""
     if len(y) == 0:
         return float("nan"), float("nan")
     scores = batched_scores(model, X, mirrored=mirrored)
-    return _loss_and_accuracy(model, scores, y)
+    return _data_loss_and_accuracy(model, scores, y)
 
 
-def _loss_and_accuracy(model: MLP, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _data_loss_and_accuracy(model: MLP, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     data_loss, _ = model.loss(scores, y)
-    return float(data_loss + model.penalty()), float(np.mean(scores.argmax(axis=1) == y))
+    return float(data_loss), float(np.mean(scores.argmax(axis=1) == y))
 
 
 def _check_finite(model: MLP, epoch: int, run: RunDir) -> None:
     for name, value in model.params.items():
         if not np.isfinite(value).all():
-            raise TrainingError(f"weights '{name}' became non-finite in epoch {epoch}; lower the learning rate. "
-                                f"The last good checkpoint is {run.last}")
+            raise TrainingError(f"weights '{name}' became non-finite in epoch {epoch}; lower the learning rate"
+                                + _last_good(run))
 
 
 def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, started: float) -> dict:
     """Scores of the best checkpoint on val (and test), with run facts."""
     best = checkpoint.load(run.best)
     prep.model.load_params(best.params)
+    penalty = prep.model.penalty()
     summary = {
         "name": cfg.output.name,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -228,7 +260,7 @@ def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, starte
         if split in prep.features and len(prep.labels[split]):
             scores = batched_scores(prep.model, prep.features[split], mirrored=cfg.data.flip_eval)
             summary[split] = classification_report(prep.labels[split], scores.argmax(axis=1), len(prep.classes))
-            summary[split]["loss"] = _loss_and_accuracy(prep.model, scores, prep.labels[split])[0]
+            summary[split]["loss"] = _data_loss_and_accuracy(prep.model, scores, prep.labels[split])[0] + penalty
     return summary
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from mlpcli import checkpoint
+from mlpcli import checkpoint, experiment
 from mlpcli.config import load_config
-from mlpcli.errors import TrainingError
+from mlpcli.errors import MlpError, TrainingError
 from mlpcli.nn.model import MLP
 from mlpcli.predictor import Classifier, batched_scores
 from mlpcli.report import validation_split
@@ -26,10 +26,7 @@ from tests.helpers import sha256
 
 
 def run_once(config: Path, out: Path, overrides=()) -> RunDir:
-    cfg = load_config(config, list(overrides))
-    run = RunDir.create(cfg, out)
-    train(cfg, run, progress=False)
-    return run
+    return experiment.run(load_config(config, list(overrides)), out).run
 
 
 def metrics_without_time(run: RunDir) -> list[dict]:
@@ -64,7 +61,11 @@ def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tm
     run = run_once(tiny_config, tmp_path / "run")
     rows = run.read_metrics()
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                            "train_data_loss", "val_data_loss", "l2"}
+    for row in rows:
+        assert row["val_loss"] == pytest.approx(row["val_data_loss"] + row["l2"], rel=1e-12)
+        assert row["train_loss"] > row["train_data_loss"] > 0
     assert rows[1]["lr"] == pytest.approx(0.05 * 0.95)
     summary = json.loads(run.summary.read_text())
     assert summary["epochs_run"] == 4 and summary["stopped"] == "completed"
@@ -72,6 +73,8 @@ def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tm
     assert load_config(run.config).model.hidden == [16]
     best = checkpoint.load(run.best)
     assert best.progress["epoch"] == summary["best_epoch"]
+    weights = [W for name, W in checkpoint.load(run.last).params.items() if name.endswith(".W")]
+    assert rows[-1]["l2"] == pytest.approx(1e-3 * sum(float(np.vdot(W, W)) for W in weights), rel=1e-6)
     assert best.classes == ["circle", "square", "triangle"]
 
 
@@ -121,11 +124,8 @@ def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeyp
     with pytest.raises(Crash):
         train(cfg, run, progress=False)
     monkeypatch.setattr(checkpoint, "save", real_save)
-    if not run.last.exists():  # died before the first last.npz: start over
-        run = RunDir.create(cfg, tmp_path / "again")
-        train(cfg, run, progress=False)
-    else:
-        train(load_config(run.config), run, resume=True, progress=False)
+    assert run.last.exists() == (crash_after_saves > 1)     # the first save is epoch 1's best.npz
+    experiment.resume(run.path)                            # without last.npz: starts over in the folder
     assert sha256(run.last) == sha256(reference.last)
     assert sha256(run.best) == sha256(reference.best)
     assert metrics_without_time(run) == metrics_without_time(reference)
@@ -190,8 +190,8 @@ def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny
 
 def test_resuming_a_finished_run_says_so(tiny_config, tmp_path):
     run = run_once(tiny_config, tmp_path / "run")
-    with pytest.raises(Exception, match="already finished"):
-        train(load_config(run.config), run, resume=True, progress=False)
+    with pytest.raises(MlpError, match="already finished"):
+        experiment.resume(run.path)
 
 
 def test_early_stopping_with_patience(tiny_config, tmp_path):

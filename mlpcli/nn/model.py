@@ -52,13 +52,14 @@ class MLP:
             out = gate.forward(out)
         return out
 
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Forward, loss and backward on a batch X (N, D), y (N,); fills `grads`, returns (loss, scores)."""
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """Forward, loss and backward on a batch X (N, D), y (N,); fills `grads` and returns
+        (data loss, L2 penalty, scores (N, C)): the loss is their sum."""
         scores = self.scores(X)
         data_loss, dout = self.loss(scores, y)
         for gate in reversed(self.gates):
             dout = gate.backward(dout)
-        return data_loss + self._regularize(), scores
+        return data_loss, self._regularize(), scores
 
     def penalty(self) -> float:
         """The L2 term λ·Σ_k ΣW_k² over the weight matrices."""

@@ -79,8 +79,10 @@ def test_l2_term_adds_lambda_sum_of_squared_weights_and_its_gradient():
     reg = 0.3
     plain, regularized = build([5], dtype="float64"), build([5], dtype="float64", reg=reg)
     X, y = np.random.default_rng(3).standard_normal((4, 6)), np.array([0, 1, 2, 1])
-    loss, scores = plain.loss_and_grads(X, y)
-    loss_reg, scores_reg = regularized.loss_and_grads(X, y)
+    loss, no_penalty, scores = plain.loss_and_grads(X, y)
+    data_loss, penalty, scores_reg = regularized.loss_and_grads(X, y)
+    loss_reg = data_loss + penalty
+    assert no_penalty == 0 and data_loss == loss
     weights = [plain.params["layer0.W"], plain.params["layer1.W"]]
     assert loss_reg == pytest.approx(loss + reg * sum(np.sum(W ** 2) for W in weights), rel=1e-12)
     assert regularized.penalty() == pytest.approx(loss_reg - loss, rel=1e-12)
@@ -97,9 +99,9 @@ def test_training_steps_fit_a_small_problem():
     y = rng.integers(0, 3, 150)
     X = (centers[y] + rng.standard_normal((150, 6))).astype(np.float32)
     model = build([16], reg=1e-4)
-    first, _ = model.loss_and_grads(X, y)
+    first, _, _ = model.loss_and_grads(X, y)
     for _ in range(100):
-        loss, scores = model.loss_and_grads(X, y)
+        loss, _, scores = model.loss_and_grads(X, y)
         for name, grad in model.grads.items():
             model.params[name] -= 0.1 * grad
     assert loss < first / 4

@@ -1,0 +1,164 @@
+"""One run as a library function: `mlp train`, `mlp sweep`, the benchmarks and Python users all call
+`run` (a new run) or `resume` (continue one); each owns its run folder (mlpcli.rundir).
+
+    result = experiment.run(load_config("configs/cifar10_hog_color.yaml", ["optim.lr=0.05"]))
+    result.summary["val"]["accuracy"], result.run.path
+
+A run can pause after any epoch (`stop_after`) and continue later with `resume`: the checkpoints then end with
+the same bytes as a run that never paused, as after Ctrl-C or kill -9.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlpcli import checkpoint
+from mlpcli.atomic import write_text_atomic
+from mlpcli.config import Config, dump_config, load_config
+from mlpcli.errors import MlpError
+from mlpcli.rundir import RunDir
+from mlpcli.schema import flatten, from_dict, to_dict
+from mlpcli.train import train
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    run: RunDir               # the run folder
+    status: str               # "completed", "early_stop", or "paused" (stop_after reached before train.epochs)
+    epochs: int               # epochs completed
+    best_val_acc: float       # best validation accuracy so far
+    best_epoch: int           # the epoch that reached it
+    summary: dict | None      # summary.json: val (and test) scores of the best epoch; None while paused
+
+
+def run(cfg: Config, out: str | Path | None = None, *, stop_after: int | None = None, progress: bool = False,
+        log: Log | None = None) -> RunResult:
+    """A new run of `cfg` in folder `out` (default <output.dir>/<output.name>-<timestamp>), trained to
+    train.epochs (or until early stopping), or paused after `stop_after` epochs (last.npz saved, no summary).
+
+    data.path is resolved to an absolute path first, so `mlp eval` and `mlp report` of the run find its data
+    from any folder. If the run fails before its first checkpoint, its folder is removed again.
+    """
+    cfg = _with_absolute_paths(cfg)
+    folder = RunDir.create(cfg, out)
+    try:
+        return _train(cfg, folder, None, stop_after, progress, log)
+    except BaseException:
+        folder.discard_if_unused()
+        raise
+
+
+def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | None = None, progress: bool = False,
+           log: Log | None = None) -> RunResult:
+    """Continue the run in folder `path` from its checkpoints/last.npz with its own config.yaml, to its
+    train.epochs or, with `epochs`, to that many (extending a completed run); or pause after `stop_after`.
+
+    A run killed before its first checkpoint starts over in its folder. MlpError, before any work, if
+    config.yaml was edited since the checkpoint (naming the keys), or if metrics.jsonl or best.npz is gone.
+    """
+    folder = RunDir.existing(path)
+    cfg = load_config(folder.config)
+    ckpt = checkpoint.load(folder.last) if folder.last.exists() else None
+    if ckpt is not None:
+        _check_unchanged(folder, cfg, ckpt.config)
+        _check_history(folder, ckpt.progress)
+    if epochs is not None:
+        cfg = _extended(folder, cfg, ckpt, epochs)
+    elif ckpt is not None and ckpt.progress.get("stopped") and folder.summary.exists():
+        raise MlpError(f"{folder.path} already finished ({ckpt.progress['stopped']} after "
+                       f"{ckpt.progress['epoch']} epochs); extend it with `mlp train --resume {folder.path} "
+                       f"train.epochs=N`")
+    return _train(cfg, folder, ckpt, stop_after, progress, log)
+
+
+def extract_features(cfg: Config, *, progress: bool = False) -> None:
+    """Extract and cache every split's features of cfg's data and features config (a no-op when they are
+    cached already): a sweep does this once for all trials that share them."""
+    from mlpcli.train import prepare
+
+    if not (cfg.cache_dir and cfg.features.cache):
+        raise MlpError("extracting features ahead of training needs a feature cache: set cache_dir and "
+                       "features.cache=true")
+    prepare(cfg, None, progress)
+
+
+def _train(cfg: Config, folder: RunDir, ckpt, stop_after: int | None, progress: bool, log: Log | None) -> RunResult:
+    say = log or (lambda line: None)
+    say(f"run folder: {folder.path}")
+    result = train(cfg, folder, resume_from=ckpt, stop_after=stop_after, progress=progress, log=say)
+    if result.summary is not None and cfg.output.plots:
+        from mlpcli.plots import write_run_plots
+
+        write_run_plots(folder.path, samples=result.samples)
+    state = result.state
+    return RunResult(folder, state.stopped or "paused", state.epoch, state.best_acc, state.best_epoch, result.summary)
+
+
+def _with_absolute_paths(cfg: Config) -> Config:
+    """A copy of `cfg` with data.path (and a relative cache_dir) made absolute."""
+    cfg = copy.deepcopy(cfg)
+    if cfg.data.path is not None:
+        cfg.data.path = str(Path(cfg.data.path).expanduser().absolute())
+    if cfg.cache_dir is not None and not cfg.cache_dir.startswith("~") and not Path(cfg.cache_dir).is_absolute():
+        cfg.cache_dir = str(Path(cfg.cache_dir).absolute())
+    return cfg
+
+
+def config_changes(before: Config, after: Config) -> list[str]:
+    """The dotted keys whose values differ between two configs, in config order."""
+    old, new = flatten(to_dict(before)), flatten(to_dict(after))
+    return [key for key in dict.fromkeys([*old, *new]) if old.get(key, ...) != new.get(key, ...)]
+
+
+def _check_unchanged(folder: RunDir, cfg: Config, saved: Config) -> None:
+    changed = config_changes(saved, cfg)
+    if changed:
+        shown = ", ".join(f"{key} ({_short(flatten(to_dict(saved)).get(key))} → {_short(flatten(to_dict(cfg)).get(key))})"
+                          for key in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise MlpError(f"{folder.config} was edited after the run started: {shown}; a resumed run must keep its "
+                       f"config, so undo the edit (or start a new run with `mlp train {folder.config}`)")
+
+
+def _check_history(folder: RunDir, progress: dict) -> None:
+    """MlpError if the files a resumed run reports from are gone: a metrics row per completed epoch, and
+    best.npz once an epoch was best."""
+    done = progress.get("epoch", 0)
+    rows = len(folder.read_metrics())
+    if rows < done:
+        raise MlpError(f"{folder.metrics} has {rows} readable epoch rows but last.npz has done {done} epochs: "
+                       "the run's history is lost or damaged; restore the file, or start a new run")
+    if progress.get("best_epoch", 0) and not folder.best.exists():
+        raise MlpError(f"{folder.best} (epoch {progress['best_epoch']}, the best so far) is missing, so the run "
+                       "could not report its best weights; restore it, or start a new run")
+
+
+def _extended(folder: RunDir, cfg: Config, ckpt, epochs: int) -> Config:
+    """cfg with train.epochs = `epochs`, written to the run's config.yaml; the checkpoint's progress is
+    reopened if the run had completed."""
+    progress = ckpt.progress if ckpt is not None else {}
+    done, stopped = progress.get("epoch", 0), progress.get("stopped", "")
+    if epochs < done or (epochs == done and stopped):
+        raise MlpError(f"train.epochs={epochs}: the run has done {done} epochs already; ask for more")
+    if stopped == "early_stop":
+        raise MlpError(f"{folder.path} stopped early after {done} epochs (no better validation accuracy for "
+                       f"train.patience={cfg.train.patience} epochs); more epochs would not change that, so "
+                       "start a new run instead")
+    cfg = copy.deepcopy(cfg)
+    cfg.train.epochs = epochs
+    cfg = from_dict(Config, to_dict(cfg))          # validates the new value like any other
+    if ckpt is not None:
+        ckpt.config.train.epochs = epochs
+        progress["stopped"] = ""
+    folder.summary.unlink(missing_ok=True)         # the run is unfinished again until it reaches `epochs`
+    write_text_atomic(folder.config, dump_config(cfg))
+    return cfg
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
