@@ -1,3 +1,49 @@
-from mlpcli.cli import main
+"""The `mlp` command (and `python -m mlpcli`): Ctrl-C handling around the click app in mlpcli.cli.
 
-main()
+A Ctrl-C while the program is still starting up (importing its libraries) ends it at once with exit code 130:
+nothing has been written yet. Once a command runs, Ctrl-C raises KeyboardInterrupt (training turns it into a
+clean stop that saves last.npz); from the first Ctrl-C on, further ones are ignored, so that the clean-up and
+the exit (code 130) are not cut short.
+"""
+
+import os
+import signal
+import sys
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, _abort_start_up)
+    import click
+
+    from mlpcli.cli import cli
+
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        code = cli.main(prog_name="mlp", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        code = err.exit_code
+    except (click.Abort, KeyboardInterrupt):          # a Ctrl-C before the command began its work
+        click.echo("Aborted.", err=True)
+        code = 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # done: a late Ctrl-C must not turn exit codes into -2
+    if code == 130:     # interrupted, and cleaned up: leave before the interpreter's shutdown meets a pending Ctrl-C
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _abort_start_up(signum, frame) -> None:
+    os.write(2, b"Aborted.\n")
+    os._exit(130)
+
+
+def _interrupt_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main()

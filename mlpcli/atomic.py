@@ -24,6 +24,11 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None:       # a failed write (a full disk) names no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

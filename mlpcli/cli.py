@@ -416,7 +416,3 @@ def runs(directory: str, sort_by: str, match: str | None, as_json: bool) -> None
         found = filter_runs(found, match)
     found = sort_runs(found, sort_by)
     click.echo(json.dumps(found, indent=2) if as_json else format_runs(found))
-
-
-def main() -> None:
-    cli(prog_name="mlp")

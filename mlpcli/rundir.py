@@ -36,12 +36,16 @@ class RunDir:
                 path = base.with_name(f"{base.name}-{n}")
         else:
             path = Path(out)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if path.exists() and (not path.is_dir() or not _holds_only_leftovers(path)):
                 raise MlpError(f"{path} already exists and is not empty; pick another --out, "
                                f"or continue that run with `mlp train --resume {path}`")
         run = cls(path)
-        (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run.config, dump_config(cfg))
+        try:
+            (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            write_text_atomic(run.config, dump_config(cfg))
+        except BaseException:
+            run.discard_if_unused()
+            raise
         return run
 
     @classmethod
@@ -100,3 +104,15 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")
+
+
+def _holds_only_leftovers(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what a run killed while starting leaves: an empty checkpoints/
+    folder and temporary files of unfinished atomic writes (.*.tmp)."""
+    for entry in folder.iterdir():
+        if entry.name == "checkpoints" and entry.is_dir() and not entry.is_symlink():
+            if not _holds_only_leftovers(entry):
+                return False
+        elif not (entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file()):
+            return False
+    return True
