@@ -152,9 +152,9 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
     if split is None:
         split = "test" if "test" in splits else ("all" if data_path else "val")
     data = _match_classes(_pick_split(splits, split), clf.classes)
-    predicted = clf.predict(data.images)
-    report = {"checkpoint": str(checkpoint), "split": split, "samples": len(data), "classes": clf.classes,
-              **classification_report(data.labels, predicted, len(clf.classes))}
+    scores, readable = clf.scores_of(data)
+    report = {"checkpoint": str(checkpoint), "split": split, "samples": len(scores), "classes": clf.classes,
+              **classification_report(data.labels[readable], scores.argmax(axis=1), len(clf.classes))}
     click.echo(json.dumps(report, indent=2) if as_json else _format_report(report))
 
 
@@ -163,9 +163,9 @@ def _pick_split(splits: dict, split: str):
     from mlpcli.errors import DataError
 
     if split == "all":
-        parts = [splits["train"], splits["val"]]
-        return Dataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
-                       parts[0].classes)
+        train, val = splits["train"], splits["val"]
+        return Dataset(train.reader, np.concatenate([train.index, val.index]),
+                       np.concatenate([train.labels, val.labels]), train.classes)
     if split not in splits:
         raise DataError(f"this dataset has no '{split}' split (it has: {', '.join(splits)})")
     return splits[split]
@@ -181,7 +181,7 @@ def _match_classes(data, classes: list[str]):
         raise DataError(f"the dataset has classes the model does not know: {', '.join(unknown)} "
                         f"(the model's classes: {', '.join(classes)})")
     renumber = np.array([classes.index(name) for name in data.classes], dtype=np.int64)
-    return Dataset(data.images, renumber[data.labels], list(classes))
+    return Dataset(data.reader, data.index, renumber[data.labels], list(classes))
 
 
 def _format_report(report: dict) -> str:
@@ -301,37 +301,25 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
     \b
       mlp features configs/cifar10_bow.yaml data.path=~/data/cifar10
     """
-    import time
-
-    from mlpcli.data import load_splits
-    from mlpcli.features.pipeline import FeaturePipeline
-    from mlpcli.seeding import generators
+    from mlpcli.experiment import extract_features
 
     config, overrides = _split_config_args(args)
     cfg = _load_config(config, overrides)
-    rngs = generators(cfg.seed)
-    tick = time.perf_counter()
-    splits = load_splits(cfg, rngs["data"])
-    click.echo(f"data: {cfg.data.source}, " + ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
-               + f" images of {'x'.join(map(str, splits['train'].image_shape))} ({time.perf_counter() - tick:.1f}s)")
-    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
-    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=not quiet)
-    for name, ds in splits.items():
-        tick, hits = time.perf_counter(), pipeline.cache_hits
-        mirror = cfg.data.flip if name == "train" else cfg.data.flip_eval
-        if name == "train":
-            features = pipeline.fit_transform(ds.images, rngs["features"], mirror=mirror)
-        else:
-            features = pipeline.transform(ds.images, mirror=mirror)
-        seconds = time.perf_counter() - tick
-        source = "from the cache" if pipeline.cache_hits > hits else f"{seconds / max(len(features), 1) * 1e6:.1f} µs/image"
-        mirrors = " (half of them mirror images)" if mirror else ""
-        click.echo(f"  {name:<5} {len(features):>7} images  {seconds:7.2f}s  ({source}){mirrors}")
-    sample = splits["train"].images[:1]          # the extractors are fitted now
-    dims = [extractor.transform(sample).shape[1] for extractor in pipeline.extractors]
-    click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(pipeline.names, dims))
+
+    def report(name, split, store, seconds, cached) -> None:
+        mirrored = store.info["rows"] == 2 * len(split)
+        source = "from the cache" if cached else f"{seconds / max(store.info['rows'], 1) * 1e6:.1f} µs/image"
+        mirrors = " (half of them mirror images)" if mirrored else ""
+        click.echo(f"  {name:<5} {store.info['rows']:>7} images  {seconds:7.2f}s  ({source}){mirrors}")
+
+    click.echo(f"data: {cfg.data.source}")
+    dims = extract_features(cfg, progress=not quiet, report=report)
+    names = [spec.name for spec in cfg.features.extractors]
+    click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(names, dims))
                + f" = {sum(dims)} dimensions, normalize: {cfg.features.normalize}")
-    click.echo(f"cached in {pipeline.cache_dir}" if pipeline.cache_dir else "not cached (features.cache or cache_dir off)")
+    cached = cfg.cache_dir and cfg.features.cache
+    click.echo(f"stored in {Path(cfg.cache_dir).expanduser() / 'features'}" if cached
+               else "not kept (features.cache or cache_dir off)")
 
 
 @cli.group()

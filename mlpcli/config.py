@@ -77,8 +77,12 @@ class FeaturesConfig:
                               parse=_parse_extractors, dump=_dump_extractors)
     normalize: str = option("standard", "per-feature standardization fit on the training split, or none",
                             choices=["standard", "none"])
-    chunk: int = option(2000, "images per extraction chunk (bounds memory)", min=1)
-    cache: bool = option(True, "cache extracted features on disk, keyed by dataset and feature config")
+    chunk: int = option(2000, "at most this many images per extraction task (bounds a worker's memory)", min=1)
+    cache: bool = option(True, "keep the feature stores in cache_dir, keyed by the images and the feature config "
+                         "(false: in a temporary folder removed after the run)")
+    load: str = option("auto", "training reads the stored feature rows: memory (the store read whole), disk "
+                       "(each minibatch gathered from the memory-mapped store: memory stays bounded), auto (memory "
+                       "up to 1 GiB of rows and a quarter of the available memory)", choices=["auto", "memory", "disk"])
 
 
 @dataclass
@@ -143,7 +147,9 @@ class Config:
     optim: OptimConfig = option(OptimConfig(), "the optimizer and learning-rate schedule")
     train: TrainConfig = option(TrainConfig(), "the training loop")
     output: OutputConfig = option(OutputConfig(), "where runs are written")
-    cache_dir: str | None = option("~/.cache/mlpcli", "cache of decoded images and extracted features (null: off)")
+    cache_dir: str | None = option("~/.cache/mlpcli", "cache of feature stores (null: off); `mlp cache info` shows it")
+    cache_max_gb: float = option(20.0, "size limit of the cache: least recently used stores are removed beyond it",
+                                 min=0.0)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

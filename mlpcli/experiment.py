@@ -11,6 +11,7 @@ the same bytes as a run that never paused, as after Ctrl-C or kill -9.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,15 @@ from pathlib import Path
 from mlpcli import checkpoint
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config, load_config
+from mlpcli.data import load_splits
+from mlpcli.data.dataset import Dataset
 from mlpcli.errors import MlpError
+from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.features.store import Store, StoreRoot
+from mlpcli.parallel import ProcessPool
 from mlpcli.rundir import RunDir
 from mlpcli.schema import flatten, from_dict, to_dict
+from mlpcli.seeding import generators
 from mlpcli.train import train
 
 Log = Callable[[str], None]
@@ -76,15 +83,29 @@ def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | Non
     return _train(cfg, folder, ckpt, stop_after, progress, log)
 
 
-def extract_features(cfg: Config, *, progress: bool = False) -> None:
-    """Extract and cache every split's features of cfg's data and features config (a no-op when they are
-    cached already): a sweep does this once for all trials that share them."""
-    from mlpcli.train import prepare
-
-    if not (cfg.cache_dir and cfg.features.cache):
-        raise MlpError("extracting features ahead of training needs a feature cache: set cache_dir and "
-                       "features.cache=true")
-    prepare(cfg, None, progress)
+def extract_features(cfg: Config, *, progress: bool = False,
+                     report: Callable[[str, Dataset, Store, float, bool], None] | None = None) -> list[int]:
+    """Fit the features on the training split and extract every split's into stores, as a run would: with a
+    cache (cache_dir and features.cache) a sweep does this once for all the trials that share them. Calls
+    report(split name, split, store, seconds, served from the cache) after each split; returns the width of
+    each extractor's features."""
+    rngs = generators(cfg.seed)
+    splits = load_splits(cfg, rngs["data"])
+    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
+    stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
+    try:
+        with ProcessPool() as pool:
+            for name, split in splits.items():
+                tick, hits = time.perf_counter(), pipeline.cache_hits
+                if name == "train":
+                    store = pipeline.fit(split, rngs["features"], stores, pool, mirror=cfg.data.flip)
+                else:
+                    store = pipeline.store(split, stores, pool, mirror=cfg.data.flip_eval)
+                if report:
+                    report(name, split, store, time.perf_counter() - tick, pipeline.cache_hits > hits)
+    finally:
+        stores.close()
+    return pipeline.dims(splits["train"].image_shape)
 
 
 def _train(cfg: Config, folder: RunDir, ckpt, stop_after: int | None, progress: bool, log: Log | None) -> RunResult:

@@ -1,19 +1,27 @@
-"""Work split over the cores: consecutive row blocks, one thread per core, BLAS single-threaded.
+"""Work split over the cores, with BLAS single-threaded in each worker.
 
-NumPy releases the GIL in its array loops and matrix products, so threads keep both cores busy on
-array work without copying the data to other processes. BLAS runs on the calling thread alone
-meanwhile: each thread's products then use its own core, with no hand-offs between BLAS threads —
-on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a product that takes
-0.5 ms on one thread.
+Two kinds of workers. Threads, for array work on data already in memory (k-means distance blocks): NumPy
+releases the GIL in its array loops and matrix products, so threads keep both cores busy without copying
+the data. Processes, for chunks of images (mlpcli.features.pipeline): decoding small image files and
+generating images hold the GIL, and a worker process can read its own images and write its own rows of a
+feature store. Either way BLAS runs on the worker alone — each worker's products use its own core, with no
+hand-offs between BLAS threads: on a loaded machine, multi-threaded OpenBLAS was measured to take 0.5 s for a
+product that takes 0.5 ms on one thread.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
+import psutil
 from threadpoolctl import threadpool_limits
+
+from mlpcli.errors import MlpError
 
 
 def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int) -> list:
@@ -34,3 +42,66 @@ def single_threaded_blas() -> threadpool_limits:
 def blas_threads(threads: int | None) -> threadpool_limits:
     """A context in which BLAS uses at most `threads` threads (None: as many as it would anyway)."""
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+class ProcessPool:
+    """Worker processes, one per core (or `workers`), started on the first `map` of two or more items and
+    kept until `close`; with one worker or one item the work runs in this process instead.
+
+    Workers start from a fork server that has imported mlpcli (fast, and safe beside threads), ignore
+    Ctrl-C (this process stops them) and run BLAS on one thread.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._executor: ProcessPoolExecutor | None = None
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        """fn(item) for each item, in order (computed ahead on the workers)."""
+        items = list(items)
+        if self.workers <= 1 or len(items) <= 1:
+            return map(fn, items)
+        return self._results(self._start().map(fn, items))
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            if method == "forkserver":
+                context.set_forkserver_preload(["mlpcli.features.pipeline"])
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+        return self._executor
+
+    @staticmethod
+    def _results(results: Iterator) -> Iterator:
+        try:
+            yield from results
+        except BrokenProcessPool:
+            raise MlpError("a worker process died (killed, or out of memory); lower features.chunk, "
+                           "or free some memory, and run again") from None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations without swapping (MemAvailable on Linux)."""
+    return psutil.virtual_memory().available
+
+
+def ignore_interrupts() -> None:
+    """In a worker process: leave Ctrl-C to the parent, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_start() -> None:
+    ignore_interrupts()
+    threadpool_limits(limits=1, user_api="blas")

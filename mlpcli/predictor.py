@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli import checkpoint
+from mlpcli.data.dataset import Dataset
 from mlpcli.errors import DataError
 from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.features.store import StoreRoot
 from mlpcli.nn.model import MLP
+from mlpcli.parallel import ProcessPool
 
 
 class Classifier:
@@ -19,6 +22,7 @@ class Classifier:
         self.classes = ckpt.classes
         self.image_shape = tuple(ckpt.image_shape)
         self.pipeline = FeaturePipeline(self.config.features, self.config.model.dtype, progress=progress)
+        self.progress = progress
         self.pipeline.load_state(ckpt.features)
         cfg = self.config
         self.model = MLP.from_config(ckpt.input_dim, len(self.classes), cfg.model, cfg.loss, cfg.reg,
@@ -40,6 +44,24 @@ class Classifier:
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Predicted labels (N,)."""
         return self.scores(images).argmax(axis=1)
+
+    def scores_of(self, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(class scores (n, C), readable (N,) bool) of a split read by index, streamed through a feature store
+        (the config's cache, or a temporary one) chunk by chunk: n = the images that could be read."""
+        if tuple(data.image_shape) != self.image_shape:
+            raise DataError(f"images are {data.image_shape} but this model was trained on {self.image_shape}; "
+                            "set data.size/data.mode to match")
+        cfg = self.config
+        stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
+        try:
+            with ProcessPool() as pool:
+                store = self.pipeline.store(data, stores, pool, mirror=cfg.data.flip_eval)
+                rows, unreadable = store.rows(in_memory=False), store.unreadable()
+                scores = batched_scores(self.model, rows, mirrored=cfg.data.flip_eval)
+        finally:
+            stores.close()
+        readable = np.ones(len(data), bool) if unreadable is None else ~unreadable[:len(data)]
+        return scores[readable], readable
 
 
 def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, mirrored: bool = False) -> np.ndarray:

@@ -66,7 +66,7 @@ def write_report(run_dir: str | Path, classifier: Classifier | None = None, val:
     metrics = run.read_metrics()
     classifier = classifier or Classifier.from_checkpoint(run.best)
     val = val if val is not None else validation_split(classifier.config)
-    scores = classifier.scores(val.images)
+    scores = classifier.scores(val.images)     # a validation split is small enough to hold
     _check_same_split(val, scores, summary, run)
     samples = val.images[_one_per_class(val.labels, HOG_SAMPLES)]
     pictures = plots.write_run_plots(run.path, classifier, samples)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,18 +21,21 @@ from tqdm import tqdm
 from mlpcli import checkpoint
 from mlpcli.config import Config
 from mlpcli.data import load_splits
+from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.features.store import MappedRows, Store, StoreRoot
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, learning_rate
-from mlpcli.parallel import blas_threads
+from mlpcli.parallel import ProcessPool, available_memory, blas_threads
 from mlpcli.predictor import batched_scores
 from mlpcli.rundir import RunDir
 from mlpcli.seeding import generators
 
 
 SAMPLES = 6   # validation images kept for pictures
+AUTO_MEMORY_BYTES = 1 << 30   # features.load=auto trains from memory up to this size of feature rows
 
 
 class Interrupted(MlpError):
@@ -62,41 +66,102 @@ class TrainResult:
 
 
 @dataclass
+class SplitRows:
+    """A split's stored features, ready to train on or to score."""
+
+    rows: np.ndarray | MappedRows       # (R, D): R = N images, or 2N with their mirror images' rows after
+    labels: np.ndarray                  # (N,) labels of the images
+    unreadable: np.ndarray | None       # (N,) bool, images that could not be read (data.on_error: skip)
+
+    @property
+    def mirrored(self) -> bool:
+        return len(self.rows) == 2 * len(self.labels)
+
+    def training_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(labels (R,) of every row, the rows that may be trained on (None: all))."""
+        repeat = 2 if self.mirrored else 1
+        labels = np.tile(self.labels, repeat)
+        usable = None if self.unreadable is None else np.flatnonzero(~np.tile(self.unreadable, repeat))
+        return labels, usable
+
+    def scores(self, model: MLP) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (n, C), labels (n,)) of the readable images, mirror-averaged for mirrored rows."""
+        scores = batched_scores(model, self.rows, mirrored=self.mirrored)
+        if self.unreadable is None:
+            return scores, self.labels
+        return scores[~self.unreadable], self.labels[~self.unreadable]
+
+
+@dataclass
 class Prepared:
     """A run's data, features and network, ready to train."""
 
     cfg: Config
     classes: list[str]
     image_shape: tuple[int, ...]
-    features: dict[str, np.ndarray]     # split → (N, D); (2N, D) with mirror images for data.flip / flip_eval
-    labels: dict[str, np.ndarray]       # split → (N,)
+    splits: dict[str, Dataset]          # the run's splits, read by index
+    features: dict[str, SplitRows]      # "train", "val" (and "test" once `featurize("test")` ran)
     pipeline: FeaturePipeline
     model: MLP
     samples: np.ndarray                 # a few validation images (n, H, W, C) uint8
+    stores: StoreRoot
+    pool: ProcessPool
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.features["train"].rows.shape[1])
+
+    def featurize(self, split: str) -> SplitRows:
+        """The stored features of `split` (extracted now unless cached), with the fitted state."""
+        if split not in self.features:
+            mirror = self.cfg.data.flip_eval
+            self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, mirror),
+                                         self.splits[split], self.cfg)
+        return self.features[split]
 
 
-def prepare(cfg: Config, feature_state: dict | None = None, progress: bool = True) -> tuple[Prepared, np.random.Generator]:
-    """Load splits, fit (or restore) features, build the network; also returns the shuffling generator."""
+@contextmanager
+def prepared(cfg: Config, feature_state: dict | None = None,
+             progress: bool = True) -> Iterator[tuple[Prepared, np.random.Generator]]:
+    """Load splits, fit (or restore) the features of train and val into stores, build the network; yields
+    them with the shuffling generator, and frees the stores' temporary files and the workers afterwards.
+    The test split is featurized only when it is scored (Prepared.featurize)."""
     rngs = generators(cfg.seed)
     splits = load_splits(cfg, rngs["data"])
-    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
-    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress)
-    train = splits["train"]
-    if feature_state is None:
-        features = {"train": pipeline.fit_transform(train.images, rngs["features"], mirror=cfg.data.flip)}
-    else:
-        pipeline.load_state(feature_state)
-        features = {"train": pipeline.transform(train.images, mirror=cfg.data.flip)}
-    features.update({name: pipeline.transform(ds.images, mirror=cfg.data.flip_eval)
-                     for name, ds in splits.items() if name != "train"})
-    labels = {name: ds.labels for name, ds in splits.items()}
-    if cfg.data.flip:                       # the mirror images' features follow the images' (FeaturePipeline)
-        labels["train"] = np.concatenate([train.labels, train.labels])
-    dim, classes = features["train"].shape[1], train.classes
-    model = MLP.from_config(dim, len(classes), cfg.model, cfg.loss, cfg.reg, rngs["init"])
-    samples = splits["val"].images[:SAMPLES]
-    return (Prepared(cfg, classes, train.image_shape, features, labels, pipeline, model, samples),
-            rngs["shuffle"])
+    stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
+    pool = ProcessPool()
+    try:
+        pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
+        train = splits["train"]
+        if feature_state is None:
+            store = pipeline.fit(train, rngs["features"], stores, pool, mirror=cfg.data.flip)
+        else:
+            pipeline.load_state(feature_state)
+            store = pipeline.store(train, stores, pool, mirror=cfg.data.flip)
+        features = {"train": _rows(store, train, cfg)}
+        model = MLP.from_config(features["train"].rows.shape[1], len(train.classes), cfg.model, cfg.loss, cfg.reg,
+                                rngs["init"])
+        samples = splits["val"].read(slice(0, SAMPLES))[0]
+        prep = Prepared(cfg, train.classes, train.image_shape, splits, features, pipeline, model, samples, stores, pool)
+        prep.featurize("val")
+        yield prep, rngs["shuffle"]
+    finally:
+        pool.close()
+        stores.close()
+
+
+def _rows(store: Store, data: Dataset, cfg: Config) -> SplitRows:
+    unreadable = store.unreadable()
+    return SplitRows(store.rows(_in_memory(store, cfg)), data.labels,
+                     None if unreadable is None else unreadable[:len(data)])
+
+
+def _in_memory(store: Store, cfg: Config) -> bool:
+    """features.load: whether to read the store whole into memory or gather rows from the disk."""
+    if cfg.features.load != "auto":
+        return cfg.features.load == "memory"
+    size = store.info["rows"] * store.info["dim"] * np.dtype(store.info["dtype"]).itemsize
+    return size <= min(AUTO_MEMORY_BYTES, available_memory() // 4)
 
 
 def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None = None,
@@ -105,8 +170,19 @@ def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None
     """Train per `cfg` into `run`, from scratch or from the checkpoint `resume_from`, until train.epochs or
     early stopping (then the summary is also written to summary.json), or pause after epoch `stop_after`."""
     started = time.perf_counter()
-    ckpt = resume_from
-    prep, shuffle_rng = prepare(cfg, ckpt.features if ckpt else None, progress)
+    with prepared(cfg, resume_from.features if resume_from else None, progress) as (prep, shuffle_rng):
+        state = _train_epochs(cfg, run, prep, shuffle_rng, resume_from, stop_after, progress, log)
+        summary = None
+        if state.stopped:
+            summary = _summarize(cfg, prep, run, state, started)
+            run.write_summary(summary)
+        return TrainResult(state, summary, prep.samples)
+
+
+def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.random.Generator,
+                  ckpt: checkpoint.Checkpoint | None, stop_after: int | None, progress: bool,
+                  log: Callable[[str], None]) -> Progress:
+    """The epochs, from scratch or from `ckpt`: minibatch steps, validation, checkpoints; the final Progress."""
     model = prep.model
     optimizer = OPTIMIZERS[cfg.optim.name](model.params, cfg.optim)
     state = Progress(rng_state=shuffle_rng.bit_generator.state)
@@ -119,14 +195,17 @@ def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None
 
     def save(path) -> None:
         checkpoint.save(path, checkpoint.Checkpoint(
-            cfg, prep.classes, prep.image_shape, prep.features["train"].shape[1], model.params,
+            cfg, prep.classes, prep.image_shape, prep.input_dim, model.params,
             prep.pipeline.state(), optimizer.state(), asdict(state)))
 
-    X, y = prep.features["train"], prep.labels["train"]
-    n, batch, epochs = len(y), min(cfg.train.batch_size, len(y)), cfg.train.epochs
+    X = prep.features["train"].rows
+    y, usable = prep.features["train"].training_rows()
+    n = len(y) if usable is None else len(usable)
+    batch, epochs = min(cfg.train.batch_size, n), cfg.train.epochs
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     steps = -(-n // batch)
     xb, yb = np.empty((batch, X.shape[1]), dtype=X.dtype), np.empty(batch, dtype=y.dtype)
+    take = X.take if isinstance(X, MappedRows) else lambda index, out: np.take(X, index, axis=0, out=out)
     interrupt = _InterruptFlag()
     bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
@@ -136,11 +215,13 @@ def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None
             tick = time.perf_counter()
             shuffle_rng.bit_generator.state = state.rng_state
             order = shuffle_rng.permutation(n)
+            if usable is not None:
+                order = usable[order]
             lr = learning_rate(cfg.optim, state.epoch, epochs)
             for step in range(state.step, steps):
                 index = order[step * batch:(step + 1) * batch]
                 m = len(index)
-                np.take(X, index, axis=0, out=xb[:m])
+                take(index, xb[:m])
                 np.take(y, index, out=yb[:m])
                 data_loss, penalty, scores = model.loss_and_grads(xb[:m], yb[:m])
                 loss = data_loss + penalty
@@ -176,17 +257,12 @@ def train(cfg: Config, run: RunDir, *, resume_from: checkpoint.Checkpoint | None
             bar.set_postfix(epoch=state.epoch, loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
             log(f"epoch {state.epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
                 f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
-    summary = None
-    if state.stopped:
-        summary = _summarize(cfg, prep, run, state, started)
-        run.write_summary(summary)
-    return TrainResult(state, summary, prep.samples)
+    return state
 
 
 def _check_same_data(ckpt: checkpoint.Checkpoint, prep: Prepared) -> None:
     """CheckpointError unless the data a resumed run now sees has the checkpoint's classes and shapes."""
-    found = {"classes": prep.classes, "image shape": list(prep.image_shape),
-             "feature dimension": int(prep.features["train"].shape[1])}
+    found = {"classes": prep.classes, "image shape": list(prep.image_shape), "feature dimension": prep.input_dim}
     saved = {"classes": list(ckpt.classes), "image shape": list(ckpt.image_shape), "feature dimension": ckpt.input_dim}
     for what, value in saved.items():
         if found[what] != value:
@@ -206,7 +282,7 @@ def _last_good(run: RunDir) -> str:
 
 def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator, lr: float, n: int) -> dict:
     """Close the epoch in `state`; its metrics row."""
-    val_data_loss, val_acc = evaluate(prep.model, prep.features["val"], prep.labels["val"], prep.cfg.data.flip_eval)
+    val_data_loss, val_acc = evaluate(prep.model, prep.features["val"])
     penalty = prep.model.penalty()
     row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
            "val_loss": val_data_loss + penalty, "val_acc": val_acc, "lr": lr,
@@ -217,13 +293,12 @@ def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator
     return row
 
 
-def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, mirrored: bool = False) -> tuple[float, float]:
-    """(data loss, accuracy) of the model on features X (N, D), labels y (N,); with `mirrored`, X is
-    (2N, D) and the scores average each image and its mirror (batched_scores)."""
-    if len(y) == 0:
+def evaluate(model: MLP, split: SplitRows) -> tuple[float, float]:
+    """(data loss, accuracy) of the model on a split's readable images (NaN for an empty split)."""
+    scores, labels = split.scores(model)
+    if len(labels) == 0:
         return float("nan"), float("nan")
-    scores = batched_scores(model, X, mirrored=mirrored)
-    return _data_loss_and_accuracy(model, scores, y)
+    return _data_loss_and_accuracy(model, scores, labels)
 
 
 def _data_loss_and_accuracy(model: MLP, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -252,15 +327,15 @@ def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, starte
         "stopped": state.stopped,
         "classes": prep.classes,
         "image_shape": list(prep.image_shape),
-        "input_dim": int(prep.features["train"].shape[1]),
+        "input_dim": prep.input_dim,
         "features": prep.pipeline.names,
         "model": prep.model.describe(),
     }
     for split in ("val", "test"):
-        if split in prep.features and len(prep.labels[split]):
-            scores = batched_scores(prep.model, prep.features[split], mirrored=cfg.data.flip_eval)
-            summary[split] = classification_report(prep.labels[split], scores.argmax(axis=1), len(prep.classes))
-            summary[split]["loss"] = _data_loss_and_accuracy(prep.model, scores, prep.labels[split])[0] + penalty
+        if split in prep.splits and len(prep.splits[split]):
+            scores, labels = prep.featurize(split).scores(prep.model)
+            summary[split] = classification_report(labels, scores.argmax(axis=1), len(prep.classes))
+            summary[split]["loss"] = _data_loss_and_accuracy(prep.model, scores, labels)[0] + penalty
     return summary
 
 

@@ -102,7 +102,7 @@ def _shape_folder(root, names, per_class=6, size=16):
     """An image folder of generated shapes, one class folder per name ("hexagon" gets circles)."""
     shapes = [SHAPE_NAMES.index(name) if name in SHAPE_NAMES else 0 for name in names]
     labels = np.repeat(np.arange(len(names)), per_class)
-    images = render_shapes(np.array(shapes)[labels], size, 0.05, np.random.default_rng(7))
+    images = render_shapes(np.array(shapes)[labels], size, 0.05, np.random.default_rng(7).spawn(len(labels)))
     for i, (label, image) in enumerate(zip(labels, images)):
         (root / names[label]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / names[label] / f"{i}.png")
@@ -144,7 +144,7 @@ def test_predict_classifies_image_files(runner, trained, tmp_path):
     rng = np.random.default_rng(1)
     labels = np.array([0, 1, 2])
     paths = []
-    for label, image in zip(labels, render_shapes(labels, 16, 0.1, rng)):
+    for label, image in zip(labels, render_shapes(labels, 16, 0.1, rng.spawn(len(labels)))):
         path = tmp_path / f"shape{label}.png"
         Image.fromarray(image).resize((40, 40)).save(path)   # another size: predict resizes
         paths.append(str(path))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mlpcli.config import Config, dump_config, load_config
-from mlpcli.data.dataset import Dataset
+from mlpcli.data.dataset import in_memory
 from mlpcli.errors import MlpError
 from mlpcli.features import ExtractorSpec
 from mlpcli.features.pixels import PixelsConfig
@@ -42,7 +42,7 @@ def run(tmp_path):
     """A finished run folder, its classifier and validation split."""
     rng = np.random.default_rng(0)
     classifier = LinearClassifier(rng)
-    val = Dataset(rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, 30), CLASSES)
+    val = in_memory(rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, 30), CLASSES)
     predicted = classifier.scores(val.images).argmax(axis=1)
     folder = tmp_path / "run"
     (folder / "checkpoints").mkdir(parents=True)
@@ -127,7 +127,7 @@ def test_without_a_classifier_the_best_checkpoint_is_needed(run):
 
 
 def test_a_different_validation_split_is_refused(run):
-    shuffled = Dataset(run.val.images[::-1].copy(), run.val.labels, CLASSES)
+    shuffled = in_memory(run.val.images[::-1].copy(), run.val.labels, CLASSES)
     with pytest.raises(MlpError, match="do not reproduce the validation results"):
         write_report(run.folder, run.classifier, shuffled)
 

@@ -16,7 +16,7 @@ from mlpcli.nn.model import MLP
 from mlpcli.predictor import Classifier, batched_scores
 from mlpcli.report import validation_split
 from mlpcli.rundir import RunDir
-from mlpcli.train import prepare, train
+from mlpcli.train import prepared, train
 from tests.helpers import sha256
 
 
@@ -29,13 +29,16 @@ def metrics_without_time(run: RunDir) -> list[dict]:
 
 
 def test_flip_adds_the_mirror_images_to_the_training_split_only(tiny_config):
-    plain, _ = prepare(load_config(tiny_config))
-    flipped, _ = prepare(load_config(tiny_config, ["data.flip=true"]))
-    n = len(plain.labels["train"])
-    assert flipped.features["train"].shape == (2 * n, plain.features["train"].shape[1])
-    np.testing.assert_array_equal(flipped.labels["train"], np.concatenate([plain.labels["train"]] * 2))
-    np.testing.assert_array_equal(flipped.labels["val"], plain.labels["val"])
-    assert not np.allclose(flipped.features["train"][:n], flipped.features["train"][n:], atol=1e-3)
+    with prepared(load_config(tiny_config)) as (plain, _), \
+            prepared(load_config(tiny_config, ["data.flip=true"])) as (flipped, _):
+        n = len(plain.features["train"].labels)
+        rows = flipped.features["train"].rows
+        assert rows.shape == (2 * n, plain.features["train"].rows.shape[1])
+        labels, usable = flipped.features["train"].training_rows()
+        np.testing.assert_array_equal(labels, np.concatenate([plain.features["train"].labels] * 2))
+        assert usable is None
+        assert len(flipped.features["val"].rows) == len(plain.features["val"].rows)
+        assert not np.allclose(rows[:n], rows[n:], atol=1e-3)
 
 
 def test_flip_eval_scores_each_image_by_the_mean_of_its_and_its_mirror_images_scores(tiny_config, tmp_path):

@@ -1,54 +1,106 @@
-"""Embedded datasets that need no download: generated `shapes` and scikit-image's `faces`."""
+"""Embedded datasets that need no download: generated `shapes` and scikit-image's `faces`.
+
+`shapes` is generated lazily, image by image: image i is drawn from its own generator, seeded by
+(data.shapes.seed, i), so any image can be made without the others — a split, a `data.limit` sample or a
+million images cost only the images asked for, and the same index always gives the same pixels.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
-from mlpcli.data.convert import to_dataset
+from mlpcli.data.convert import conform, to_dataset
 from mlpcli.data.dataset import Dataset
 
 SHAPE_NAMES = ["circle", "square", "triangle", "cross", "ring", "diamond"]
+# per image: center x, y; radius; tilt; background r, g, b; foreground offset r, g, b (foreground = bg + offset mod 256)
+PARAMS_LOW = np.array([-0.3, -0.3, 0.35, -0.3, 0, 0, 0, 80, 80, 80])
+PARAMS_HIGH = np.array([0.3, 0.3, 0.6, 0.3, 255, 255, 255, 175, 175, 175])
 
 
 def load_shapes(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
-    """Colored shapes on noisy backgrounds (cfg: DataConfig; options, seed included, in cfg.shapes)."""
+    """Colored shapes on noisy backgrounds (cfg: DataConfig; options, seed included, in cfg.shapes): a
+    balanced, shuffled set of labels, with each image made only when it is read."""
     opts = cfg.shapes
-    rng = np.random.default_rng(opts.seed)
-    labels = rng.permutation(np.repeat(np.arange(opts.classes), opts.per_class))
-    images = render_shapes(labels, opts.size, opts.noise, rng)
-    return {"train": to_dataset(images, labels, SHAPE_NAMES[:opts.classes], "shapes", cfg.size, cfg.mode)}
+    labels = np.random.default_rng(opts.seed).permutation(np.repeat(np.arange(opts.classes), opts.per_class))
+    reader = ShapesReader(np.arange(len(labels)), labels, opts.size, opts.noise, opts.seed, cfg.size, cfg.mode)
+    return {"train": Dataset(reader, np.arange(len(labels)), labels, SHAPE_NAMES[:opts.classes])}
 
 
-def render_shapes(labels: np.ndarray, size: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Images (N, size, size, 3) uint8: shape `SHAPE_NAMES[label]` at a random place, scale, tilt and color."""
-    n = len(labels)
+class ShapesReader:
+    """Generates the shape images of source positions `ids` (n,), showing shapes `labels` (n,)."""
+
+    def __init__(self, ids: np.ndarray, labels: np.ndarray, size: int, noise: float, seed: int,
+                 resize: list[int] | None, mode: str | None) -> None:
+        self.ids, self.labels, self.size, self.noise, self.seed = ids, labels, size, noise, seed
+        self.resize, self.mode = resize, mode
+        height, width = resize or (size, size)
+        self.image_shape = (height, width, 1 if mode == "gray" else 3)
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.blake2b(json.dumps(["shapes", 2, self.size, self.noise, self.seed, self.resize,
+                                             self.mode]).encode(), digest_size=16)
+        digest.update(np.ascontiguousarray(self.ids, np.int64).data)
+        digest.update(np.ascontiguousarray(self.labels, np.int64).data)
+        return digest.hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def read(self, index: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+        rngs = [np.random.default_rng([self.seed, int(i)]) for i in self.ids[index]]
+        return conform(render_shapes(self.labels[index], self.size, self.noise, rngs), self.resize, self.mode), {}
+
+    def part(self, index: np.ndarray) -> ShapesReader:
+        return ShapesReader(self.ids[index], self.labels[index], self.size, self.noise, self.seed, self.resize,
+                            self.mode)
+
+
+def render_shapes(labels: np.ndarray, size: int, noise: float, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Images (N, size, size, 3) uint8: shape `SHAPE_NAMES[label]` at a random place, scale, tilt and color,
+    image n drawn from rngs[n] alone."""
+    params = np.array([rng.uniform(PARAMS_LOW, PARAMS_HIGH) for rng in rngs]).reshape(-1, len(PARAMS_LOW))
+    speckle = np.array([rng.normal(0.0, noise * 255, (size, size, 3)) for rng in rngs]).reshape(-1, size, size, 3)
     axis = np.linspace(-1.0, 1.0, size)
-    x, y = axis[None, None, :], axis[None, :, None]                        # broadcast to (N, S, S)
-    center = rng.uniform(-0.3, 0.3, size=(n, 2))
-    radius = rng.uniform(0.35, 0.6, size=n)[:, None, None]
-    tilt = rng.uniform(-0.3, 0.3, size=n)[:, None, None]                    # small: keeps square ≠ diamond
-    dx, dy = x - center[:, 0, None, None], y - center[:, 1, None, None]
-    u, v = dx * np.cos(tilt) + dy * np.sin(tilt), -dx * np.sin(tilt) + dy * np.cos(tilt)
-    dist = np.hypot(u, v)
-    arm = radius / 3.5
-    triangle = np.ones((n, size, size), dtype=bool)
-    for angle in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3):
-        triangle &= u * np.cos(angle) - v * np.sin(angle) <= radius / 2
-    masks = np.stack([
-        dist <= radius,                                                     # circle
-        np.maximum(abs(u), abs(v)) <= radius * 0.8,                         # square
-        triangle,                                                           # triangle
-        ((abs(u) <= arm) & (abs(v) <= radius)) | ((abs(v) <= arm) & (abs(u) <= radius)),  # cross
-        (dist <= radius) & (dist >= radius * 0.55),                         # ring
-        abs(u) + abs(v) <= radius,                                          # diamond
-    ])[labels, np.arange(n)]                                                # (N, S, S)
-    background = rng.uniform(0, 255, size=(n, 1, 1, 3))
-    foreground = (background + rng.uniform(80, 175, size=(n, 1, 1, 3))) % 256
+    masks = np.zeros((len(labels), size, size), bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        center, radius, tilt = params[rows, :2], params[rows, 2, None, None], params[rows, 3, None, None]
+        dx, dy = axis[None, None, :] - center[:, 0, None, None], axis[None, :, None] - center[:, 1, None, None]
+        u, v = dx * np.cos(tilt) + dy * np.sin(tilt), -dx * np.sin(tilt) + dy * np.cos(tilt)
+        masks[rows] = _SHAPES[label](u, v, radius)
+    background = params[:, None, None, 4:7]
+    foreground = (background + params[:, None, None, 7:10]) % 256
     images = np.where(masks[..., None], foreground, background)
-    images += rng.normal(0.0, noise * 255, size=images.shape)
+    images += speckle
     return np.clip(images, 0, 255).round().astype(np.uint8)
+
+
+def _triangle(u: np.ndarray, v: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    inside = np.ones(u.shape, bool)
+    for angle in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3):
+        inside &= u * np.cos(angle) - v * np.sin(angle) <= radius / 2
+    return inside
+
+
+def _cross(u: np.ndarray, v: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    arm = radius / 3.5
+    return ((abs(u) <= arm) & (abs(v) <= radius)) | ((abs(v) <= arm) & (abs(u) <= radius))
+
+
+_SHAPES = [   # label → mask (n, S, S) of the shape, from rotated coordinates u, v (n, S, S) and radii (n, 1, 1)
+    lambda u, v, r: np.hypot(u, v) <= r,                                          # circle
+    lambda u, v, r: np.maximum(abs(u), abs(v)) <= r * 0.8,                        # square
+    _triangle,
+    _cross,
+    lambda u, v, r: (np.hypot(u, v) <= r) & (np.hypot(u, v) >= r * 0.55),          # ring
+    lambda u, v, r: abs(u) + abs(v) <= r,                                          # diamond
+]
 
 
 def load_faces(cfg, cache_dir: Path | None) -> dict[str, Dataset]:

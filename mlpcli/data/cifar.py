@@ -19,7 +19,7 @@ import numpy as np
 
 from mlpcli.config import DataConfig
 from mlpcli.data.convert import to_dataset
-from mlpcli.data.dataset import Dataset
+from mlpcli.data.dataset import Dataset, in_memory
 from mlpcli.data.download import dataset_path
 from mlpcli.errors import DataError
 
@@ -98,5 +98,5 @@ def _read_split(root: Path, files: list[str], label_key: str, classes: list[str]
             raise DataError(f"{path} has no '{label_key}'")
         images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (N, 32, 32, 3)
         parts.append(to_dataset(images, np.asarray(labels), classes, str(path), cfg.size, cfg.mode))
-    return Dataset(np.concatenate([part.images for part in parts]), np.concatenate([part.labels for part in parts]),
-                   classes)
+    return in_memory(np.concatenate([part.images for part in parts]), np.concatenate([part.labels for part in parts]),
+                     classes)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlpcli.data.dataset import Dataset
+from mlpcli.data.dataset import Dataset, in_memory
 from mlpcli.errors import DataError
 
 RESAMPLE = Image.Resampling.BILINEAR
@@ -84,4 +84,4 @@ def to_dataset(images: np.ndarray, labels: np.ndarray, classes: list[str], where
     if len(present) < 2:
         only = f"only class '{classes[present[0]]}'" if len(present) else "no images"
         raise DataError(f"{where}: {only}; a classifier needs images of at least two classes")
-    return Dataset(conform(images, size, mode), labels, list(classes))
+    return in_memory(conform(images, size, mode), labels, classes)

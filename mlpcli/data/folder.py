@@ -1,22 +1,21 @@
-"""The `folder` source: image files sorted into one folder per class.
+"""The `folder` source: image files sorted into one folder per class, read by index.
 
     root/<class>/*.png|jpg|jpeg|bmp|gif|tif|tiff          (any letter case)
     root/train/<class>/...  and optionally  root/test/<class>/...   (the same classes in both)
 
-Class names are the sorted folder names. Every image is converted to one color mode and one size:
-`data.mode` if given, else rgb if any image is in color (gray only if all are); `data.size` if given,
-else the most common [height, width] (ties go to the size met first in sorted file order). Only
-those two choices need a pass over the file headers; PIL reads headers without decoding pixels.
+Class names are the sorted folder names. Every entry with an image suffix that is not a folder is an image;
+one that is not a readable regular file (a FIFO, a link that loops or dangles) counts as unreadable.
+Listing a folder reads names only: no image is opened until the feature pipeline reads it, chunk by
+chunk, in worker processes (mlpcli.features.pipeline), so a split, a `data.limit` sample or a `mlp eval` pays
+only for its own images.
 
-Decoding runs in a process pool over all cores, with a progress bar. Processes, not threads: PIL holds
-the GIL for most of the per-file work on small images, so on 2 cores the 50,000 CIFAR-10 JPEGs decode in
-1.5 s with processes (2 cores busy) but 2.5 s with threads, no faster than one core
-(benchmarks/bench_folder_load.py).
+Every image is converted to one color mode and one size: `data.mode` if given, else rgb if any image is in
+color (gray only if all are); `data.size` if given, else the most common [height, width]. Without them, the
+choice is made from the headers of up to HEADER_SAMPLE files spread evenly over the sorted file list (all files
+of a smaller folder); PIL reads headers without decoding pixels.
 
-The decoded arrays are cached as .npy files under `cache_dir/images/`, keyed by a hash of the file
-list, file sizes and modification times and the size/mode/on_error policy, so a second run reads them
-back instead of decoding (0.6 s for those 50,000 images). With `data.on_error: skip`, unreadable
-images are left out and a `warnings.warn` (UserWarning) gives their count, on cached runs too.
+An unreadable image stops with an error naming the file, or with `data.on_error: skip` is left out of training
+and evaluation (its features row is marked unreadable), with a warning that counts such images.
 """
 
 from __future__ import annotations
@@ -24,28 +23,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import warnings
+import stat
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mlpcli.config import DataConfig
 from mlpcli.data.convert import GRAY_PIL_MODES, read_image
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import dataset_path
 from mlpcli.errors import DataError
+from mlpcli.parallel import ignore_interrupts
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
-CHUNK = 500  # images per pool task: large enough to amortize the hand-off, small enough for a smooth bar
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+CHUNK = 500           # files per pool task of `parallel_map`
+HEADER_SAMPLE = 2000  # files whose headers choose the default size and mode
+KEY_FORMAT = 2        # bump when the same files start giving other pixels
 
 
 @dataclass
@@ -60,17 +57,73 @@ class Listing:
     split_names: list[str]
 
 
-def load(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
-    """The train (and, with a test/ folder, test) splits of the image folder `data.path`."""
+def load(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
+    """The train (and, with a test/ folder, test) splits of the image folder `data.path` (cfg: DataConfig)."""
     listing = scan(dataset_path("folder", cfg.path))
-    cache = _cache_folder(Path(cache_dir).expanduser(), listing, cfg) if cache_dir is not None else None
-    cached = _read_cache(cache, listing) if cache is not None and cache.is_dir() else None
-    if cached is not None:
-        return cached
-    datasets, skipped = decode(listing, cfg)
-    if cache is not None:
-        _write_cache(cache, datasets, skipped)
-    return datasets
+    size, mode = cfg.size, cfg.mode
+    if size is None or mode is None:
+        sample_size, sample_mode = _common_size_and_mode(listing, cfg.on_error)
+        size, mode = size or sample_size, mode or sample_mode
+    reader = FileReader(listing.paths, size, mode, cfg.on_error, listing.root)
+    return {split: Dataset(reader, np.flatnonzero(listing.splits == index), listing.labels[listing.splits == index],
+                           listing.classes)
+            for index, split in enumerate(listing.split_names)}
+
+
+class FileReader:
+    """Decodes image files by index, each converted to `size` = [height, width] and `mode` ("rgb", "gray")."""
+
+    def __init__(self, paths: list[Path], size: list[int], mode: str, on_error: str, root: Path) -> None:
+        self.paths, self.size, self.mode, self.on_error, self.root = paths, list(size), mode, on_error, root
+        self.image_shape = (size[0], size[1], 1 if mode == "gray" else 3)
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A hash of the files (names, sizes, modification times) and the conversion: changes when they do."""
+        if self._key is None:
+            digest = hashlib.blake2b(json.dumps([KEY_FORMAT, self.size, self.mode, self.on_error]).encode(),
+                                     digest_size=16)
+            for path in self.paths:
+                try:
+                    info = os.stat(path)
+                    digest.update(os.fsencode(path) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(os.fsencode(path) + b"\0missing\n")
+            self._key = digest.hexdigest()
+        return self._key
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, index: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+        images = np.zeros((len(index), *self.image_shape), np.uint8)
+        problems = {}
+        for row, i in enumerate(index):
+            try:
+                images[row] = read_regular_image(self.paths[i], self.size, self.mode)
+            except DataError as err:
+                if self.on_error == "raise":
+                    raise DataError(f"{err}; delete or fix it, or set data.on_error=skip to leave such images "
+                                    "out") from None
+                problems[row] = str(err)
+        return images, problems
+
+    def part(self, index: np.ndarray) -> FileReader:
+        part = FileReader([self.paths[i] for i in index], self.size, self.mode, self.on_error, self.root)
+        part._key = self._key
+        return part
+
+
+def read_regular_image(path: Path, size: list[int] | None, mode: str | None) -> np.ndarray:
+    """read_image of a regular file; DataError for anything else (a FIFO would block, a device never end)."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"cannot read image {path}: not a regular file")
+    return read_image(path, size, mode)
 
 
 def scan(root: Path) -> Listing:
@@ -112,42 +165,13 @@ def read_headers(paths: list[Path]) -> list[tuple[int, int, str] | str]:
     out = []
     for path in paths:
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise OSError("not a regular file")
             with Image.open(path) as image:
                 out.append((image.height, image.width, image.mode))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             out.append(f"cannot read image {path}: {err}")
     return out
-
-
-def decode(listing: Listing, cfg: DataConfig) -> tuple[dict[str, Dataset], list[str]]:
-    """All images of `listing` decoded in parallel to one size and mode (see the module docstring);
-    returns the splits and the messages of the images skipped as unreadable."""
-    size, mode = cfg.size, cfg.mode
-    if size is None or mode is None:
-        headers = [h for chunk in parallel_map(read_headers, listing.paths, "reading headers") for h in chunk]
-        _check([h for h in headers if isinstance(h, str)], cfg)
-        readable = [h for h in headers if not isinstance(h, str)]
-        if not readable:
-            raise DataError(f"no readable image under {listing.root}; first error: {headers[0]}")
-        size = size or list(Counter((h, w) for h, w, _ in readable).most_common(1)[0][0])
-        mode = mode or ("rgb" if any(m not in GRAY_PIL_MODES for _, _, m in readable) else "gray")
-    chunks = parallel_map(partial(_decode_chunk, size=size, mode=mode), listing.paths, "decoding")
-    images = np.concatenate([chunk_images for chunk_images, _ in chunks])
-    starts = np.cumsum([0] + [len(chunk_images) for chunk_images, _ in chunks])
-    failed = {start + j: message for start, (_, chunk_failed) in zip(starts, chunks)
-              for j, message in chunk_failed.items()}
-    _check([failed[i] for i in sorted(failed)], cfg)
-    keep = np.ones(len(images), bool)
-    keep[list(failed)] = False
-    for label, name in enumerate(listing.classes):
-        for index, split in enumerate(listing.split_names):
-            if not (keep & (listing.labels == label) & (listing.splits == index)).any():
-                raise DataError(f"class '{name}' of the {split} split has no readable image left after skipping")
-    selected = {split: keep & (listing.splits == index) for index, split in enumerate(listing.split_names)}
-    datasets = {split: Dataset(images[mask], listing.labels[mask], listing.classes) for split, mask in selected.items()}
-    skipped = [failed[i] for i in sorted(failed)]
-    _warn_skipped(skipped, listing.root)
-    return datasets, skipped
 
 
 def parallel_map(fn, paths: list[Path], desc: str) -> list:
@@ -156,93 +180,47 @@ def parallel_map(fn, paths: list[Path], desc: str) -> list:
     workers = max(1, min(os.cpu_count() or 1, len(chunks)))
     results = []
     with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar, \
-            ProcessPoolExecutor(workers) as pool:
+            ProcessPoolExecutor(workers, initializer=ignore_interrupts) as pool:
         for chunk, result in zip(chunks, pool.map(fn, chunks)):
             results.append(result)
             bar.update(len(chunk))
     return results
 
 
-def _decode_chunk(paths: list[Path], size: list[int], mode: str) -> tuple[np.ndarray, dict[int, str]]:
-    """The images of `paths` (len(paths), H, W, C) uint8, zeros where unreadable, and
-    {index in paths: error message} for those."""
-    images = np.zeros((len(paths), size[0], size[1], 1 if mode == "gray" else 3), np.uint8)
-    failed = {}
-    for i, path in enumerate(paths):
-        try:
-            images[i] = read_image(path, size, mode)
-        except DataError as err:
-            failed[i] = str(err)
-    return images, failed
-
-
-def _check(errors: list[str], cfg: DataConfig) -> None:
-    """DataError for the first unreadable image, unless data.on_error is skip."""
-    if errors and cfg.on_error == "raise":
-        more = f" ({len(errors) - 1} more unreadable)" if len(errors) > 1 else ""
-        raise DataError(f"{errors[0]}{more}; delete or fix it, or set data.on_error=skip to leave such images out")
-
-
-def _warn_skipped(skipped: list[str], root: Path) -> None:
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {root} (data.on_error=skip); "
-                      f"first: {skipped[0]}")
+def _common_size_and_mode(listing: Listing, on_error: str) -> tuple[list[int], str]:
+    """The most common [height, width] among the headers of up to HEADER_SAMPLE files spread evenly over the
+    listing, and rgb if any of them is in color (else gray)."""
+    count = len(listing.paths)
+    picked = np.unique(np.linspace(0, count - 1, min(count, HEADER_SAMPLE)).round().astype(int))
+    headers = read_headers([listing.paths[i] for i in picked])
+    problems = [h for h in headers if isinstance(h, str)]
+    if problems and on_error == "raise":
+        more = f" ({len(problems) - 1} more unreadable)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}; delete or fix it, or set data.on_error=skip to leave such images out")
+    readable = [h for h in headers if not isinstance(h, str)]
+    if not readable:
+        raise DataError(f"no readable image under {listing.root}; first error: {headers[0]}")
+    size = list(Counter((h, w) for h, w, _ in readable).most_common(1)[0][0])
+    mode = "rgb" if any(m not in GRAY_PIL_MODES for _, _, m in readable) else "gray"
+    return size, mode
 
 
 def _subfolders(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+    """Names of the visible subfolders of `folder` (links followed; a link that loops or dangles is skipped)."""
+    return sorted(entry.name for entry in os.scandir(folder) if _is_dir(entry) and not entry.name.startswith("."))
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     """{class folder name: its image files sorted by name} for the class folders of `folder`."""
     return {name: sorted(Path(entry.path) for entry in os.scandir(folder / name)
-                         if entry.is_file() and not entry.name.startswith(".")
-                         and os.path.splitext(entry.name)[1].lower() in SUFFIXES)
+                         if not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in SUFFIXES
+                         and not _is_dir(entry))
             for name in _subfolders(folder)}
 
 
-def _cache_folder(cache_dir: Path, listing: Listing, cfg: DataConfig) -> Path:
-    """cache_dir/images/folder-<hash of the files, their sizes and mtimes, and the conversion policy>."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, listing.split_names, listing.classes, cfg.size, cfg.mode,
-                              cfg.on_error]).encode())
-    for path, label, split in zip(listing.paths, listing.labels.tolist(), listing.splits.tolist()):
-        stat = path.stat()
-        entry = f"{path.relative_to(listing.root)}\0{label}\0{split}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-        digest.update(entry.encode())
-    return cache_dir / "images" / f"folder-{digest.hexdigest()[:32]}"
-
-
-def _read_cache(cache: Path, listing: Listing) -> dict[str, Dataset] | None:
-    """The datasets cached in `cache`, or None (and the broken cache removed) if it cannot be read."""
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether `entry` is a folder or a link to one (a link that loops or dangles is not)."""
     try:
-        datasets = {split: Dataset(np.load(cache / f"{split}-images.npy", allow_pickle=False),
-                                   np.load(cache / f"{split}-labels.npy", allow_pickle=False), listing.classes)
-                    for split in listing.split_names}
-        skipped = np.load(cache / "skipped.npy", allow_pickle=False).tolist()
-    except (OSError, ValueError, EOFError):
-        shutil.rmtree(cache, ignore_errors=True)
-        return None
-    _warn_skipped(skipped, listing.root)
-    return datasets
-
-
-def _write_cache(cache: Path, datasets: dict[str, Dataset], skipped: list[str]) -> None:
-    """Store the decoded arrays in `cache`, atomically: written to a temporary folder, then renamed."""
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
-    except OSError as err:
-        warnings.warn(f"cannot write the image cache under {cache.parent}: {err}")
-        return
-    try:
-        for split, dataset in datasets.items():
-            np.save(staging / f"{split}-images.npy", dataset.images)
-            np.save(staging / f"{split}-labels.npy", dataset.labels)
-        np.save(staging / "skipped.npy", np.array(skipped, dtype=str))
-        staging.rename(cache)
-    except OSError as err:
-        if not cache.is_dir():  # a concurrent run that finished first is fine
-            warnings.warn(f"cannot write the image cache {cache}: {err}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return entry.is_dir()
+    except OSError:
+        return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpcli.data.dataset import Dataset
+
 
 class Extractor:
     """A feature extractor; subclasses set `Config` (an options dataclass) and implement `transform`.
@@ -18,8 +20,9 @@ class Extractor:
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def fit(self, images: np.ndarray, rng: np.random.Generator) -> None:
-        """Learn from training images (N, H, W, C) uint8; most extractors have nothing to learn."""
+    def fit(self, data: Dataset, rng: np.random.Generator, progress: bool = False) -> None:
+        """Learn from the training split `data` (images read by index, mlpcli.data.dataset), reading only
+        the images it needs; most extractors have nothing to learn."""
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         """Features (N, D) float32 for images (N, H, W, C) uint8."""

@@ -23,11 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tqdm import tqdm
+
+from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, ConfigError, DataError
 from mlpcli.features.base import Extractor
 from mlpcli.features.kmeans import augment_centroids, augment_points, kmeans
 from mlpcli.parallel import single_threaded_blas
 from mlpcli.schema import option
+
+PATCH_BLOCK = 2000   # images read at a time while sampling the training patches
 
 
 @dataclass
@@ -71,14 +76,14 @@ class BagOfWords(Extractor):
         self.zca: np.ndarray | None = None        # (d, d) whitening matrix
         self.zca_mean: np.ndarray | None = None   # (d,) mean patch, subtracted before whitening
 
-    def fit(self, images: np.ndarray, rng: np.random.Generator) -> None:
-        """Learn the whitening and the codebook from `patches` random patches of `images`."""
+    def fit(self, data: Dataset, rng: np.random.Generator, progress: bool = False) -> None:
+        """Learn the whitening and the codebook from `patches` random patches of the training images."""
         cfg = self.cfg
-        _positions(images, cfg)
+        _grid(data.image_shape, cfg)
         if cfg.patches < cfg.words:
             raise ConfigError(f"bow.patches: {cfg.patches} patches cannot make {cfg.words} words; "
                               f"sample at least bow.words patches")
-        X = normalize_patches(random_patches(images, cfg.patches, cfg.patch, rng), cfg.eps_norm)
+        X = normalize_patches(random_patches(data, cfg.patches, cfg.patch, rng, progress), cfg.eps_norm)
         if cfg.whiten:
             with single_threaded_blas():
                 self.zca_mean, self.zca = zca_whitening(X, cfg.eps_zca)
@@ -86,13 +91,14 @@ class BagOfWords(Extractor):
         # Seeds near the mean, as Coates & Ng do: k-means++ favours outlying patches (a fifth of the words
         # ended with < 5 of 100,000 patches), and logistic regression on its codes scored 68.4% instead
         # of 72.0% (CIFAR-10, 45,000 training images, 5,000 validation images).
-        self.codebook = kmeans(X, cfg.words, rng, init=cfg.init, max_iter=cfg.iterations).centroids
+        self.codebook = kmeans(X, cfg.words, rng, init=cfg.init, max_iter=cfg.iterations, progress=progress).centroids
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         if self.codebook is None:
             raise RuntimeError("BagOfWords.transform before fit or load_state")
         cfg = self.cfg
-        rows, cols = _positions(images, cfg)
+        _check_images(images)
+        rows, cols = _grid(images.shape[1:], cfg)
         d = cfg.patch ** 2 * images.shape[3]
         if self.codebook.shape[1] != d:
             raise DataError(f"bow: the codebook was learned on {self.codebook.shape[1] // cfg.patch ** 2}-channel "
@@ -182,14 +188,30 @@ class _Coder:
         return np.bincount(slot, minlength=n * cells * words).reshape(n, -1).astype(np.float32)
 
 
-def random_patches(images: np.ndarray, count: int, patch: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` patches at uniformly random images and positions: (count, patch² · C) float32."""
-    n, height, width, channels = images.shape
-    windows = sliding_window_view(images, (patch, patch, channels), axis=(1, 2, 3))[:, :, :, 0]
+def random_patches(data: Dataset, count: int, patch: int, rng: np.random.Generator,
+                   progress: bool = False) -> np.ndarray:
+    """`count` patches at uniformly random images and positions of `data`: (count, patch² · C) float32,
+    in the order drawn. Only the images drawn are read, a block at a time; patches of images that cannot be
+    read (data.on_error: skip) are left out."""
+    n, (height, width, channels) = len(data), data.image_shape
     index = rng.integers(n, size=count)
     y = rng.integers(height - patch + 1, size=count)
     x = rng.integers(width - patch + 1, size=count)
-    return windows[index, y, x].reshape(count, -1).astype(np.float32)
+    out = np.empty((count, patch * patch * channels), np.float32)
+    readable = np.ones(count, bool)
+    wanted = np.unique(index)
+    with tqdm(total=len(wanted), desc="bow: patches", unit="img", disable=None if progress else True,
+              leave=False) as bar:
+        for start in range(0, len(wanted), PATCH_BLOCK):
+            block = wanted[start:start + PATCH_BLOCK]
+            images, problems = data.read(block)
+            mine = np.flatnonzero((index >= block[0]) & (index <= block[-1]))
+            where = np.searchsorted(block, index[mine])
+            windows = sliding_window_view(images, (patch, patch, channels), axis=(1, 2, 3))[:, :, :, 0]
+            out[mine] = windows[where, y[mine], x[mine]].reshape(len(mine), -1)
+            readable[mine[np.isin(where, list(problems))]] = False
+            bar.update(len(block))
+    return out[readable]
 
 
 def dense_patches(images: np.ndarray, patch: int, stride: int) -> np.ndarray:
@@ -217,12 +239,15 @@ def zca_whitening(X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), W.astype(np.float32)
 
 
-def _positions(images: np.ndarray, cfg: BowConfig) -> tuple[int, int]:
-    """Rows and columns of the dense patch grid; DataError if the images cannot give a pool grid."""
+def _check_images(images: np.ndarray) -> None:
     if images.ndim != 4 or images.dtype != np.uint8:
         raise DataError(f"bow: expected images of shape (N, H, W, C) and dtype uint8, "
                         f"got shape {images.shape} and dtype {images.dtype}")
-    height, width = images.shape[1:3]
+
+
+def _grid(image_shape: tuple[int, ...], cfg: BowConfig) -> tuple[int, int]:
+    """Rows and columns of the dense patch grid of (H, W, C) images; DataError if they cannot give a pool grid."""
+    height, width = image_shape[:2]
     if cfg.patch > min(height, width):
         raise DataError(f"bow: patch={cfg.patch} does not fit in the {height}x{width} images; "
                         f"use a patch of at most {min(height, width)}")

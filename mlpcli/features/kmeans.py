@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from mlpcli.parallel import map_row_blocks, single_threaded_blas
 
@@ -31,7 +32,7 @@ class KMeans:
 
 
 def kmeans(X: np.ndarray, k: int, rng: np.random.Generator, *, init: str = "k-means++", max_iter: int = 50,
-           tol: float = 1e-4) -> KMeans:
+           tol: float = 1e-4, progress: bool = False) -> KMeans:
     """Cluster the rows of X (M, D) into k groups.
 
     Seeds (`init`): "k-means++" on a random subset of min(M, 10·k) rows; or "near-mean", k draws
@@ -40,18 +41,20 @@ def kmeans(X: np.ndarray, k: int, rng: np.random.Generator, *, init: str = "k-me
     (on whitened patches this gives a better codebook, see BowConfig.init). Then Lloyd iterations run
     until the mean squared centroid shift falls to `tol` times the total variance of X, or `max_iter`.
     A cluster that loses all its points restarts at the point farthest from its centroid
-    (deterministic: no random draw).
+    (deterministic: no random draw). `progress` shows the iterations on a terminal.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     if not 1 <= k <= len(X):
         raise ValueError(f"k-means needs 1 <= k <= number of points, got k={k} for {len(X)} points")
     if init not in INITS:
         raise ValueError(f"unknown k-means init {init!r}; use one of {', '.join(INITS)}")
-    with single_threaded_blas():
-        return _kmeans(X, k, rng, init, max_iter, tol)
+    with single_threaded_blas(), tqdm(total=max_iter, desc=f"k-means ({k} words)", unit="iteration",
+                                      disable=None if progress else True, leave=False) as bar:
+        return _kmeans(X, k, rng, init, max_iter, tol, bar)
 
 
-def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, init: str, max_iter: int, tol: float) -> KMeans:
+def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, init: str, max_iter: int, tol: float,
+            bar: tqdm) -> KMeans:
     if init == "k-means++":
         subset = rng.choice(len(X), size=min(len(X), INIT_POINTS_PER_CLUSTER * k), replace=False)
         centroids = kmeans_plus_plus(X[np.sort(subset)], k, rng)
@@ -66,6 +69,7 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, init: str, max_iter
         updated = _cluster_means(X, labels, sqdist, centroids)
         shift = float(((updated - centroids) ** 2).sum(axis=1).mean())
         centroids = updated
+        bar.update()
         if shift <= threshold:
             break
     return KMeans(centroids, iteration, float(sqdist.sum(dtype=np.float64)))

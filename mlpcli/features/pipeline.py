@@ -1,69 +1,102 @@
-"""The feature pipeline: extractors run in chunks, concatenated, standardized, optionally cached on disk.
+"""The feature pipeline: images read chunk by chunk, turned into features by the extractors (concatenated),
+written into an on-disk store (mlpcli.features.store), standardized with statistics of the training split.
 
-Everything it learns (extractor state such as a codebook, and the normalization statistics) is named
-arrays, so a checkpoint can carry it and `mlp eval` reproduces the features without the training data.
+Extraction streams: a worker process reads a chunk of images (decoding files or generating shapes), extracts
+its features (and its mirror images' for data.flip / flip_eval) and writes them into the store by row range,
+so at no point are all images or all feature rows of a split in memory. The standardization statistics are
+computed from the stored rows in fixed blocks, and the rows standardized in place, so the stored bytes do not
+depend on how the work was split between processes or machines.
+
+Everything it learns (extractor state such as a codebook, and the normalization statistics) is named arrays,
+so a checkpoint can carry it and `mlp eval` reproduces the features without the training data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from mlpcli.errors import CheckpointError
-from mlpcli.npzfile import load_npz, save_npz
-from mlpcli.parallel import map_row_blocks
+from mlpcli.data.dataset import Dataset, ImageReader, in_memory
+from mlpcli.errors import CheckpointError, DataError
+from mlpcli.features.store import MappedRows, Store, StoreRoot, rewrite_blocks
+from mlpcli.parallel import ProcessPool, single_threaded_blas
 from mlpcli.schema import to_dict
+
+STATS_ROWS = 1024      # rows per block of the statistics and normalization passes (bounds their memory)
+TASKS_PER_SPLIT = 16   # a split is cut into at least this many tasks (when chunks allow), to keep the cores even
 
 
 class FeaturePipeline:
-    """images (N, H, W, C) uint8 → features (N, D) in `dtype`.
+    """images (N, H, W, C) uint8 → features (N, D) in `dtype`; cfg: FeaturesConfig."""
 
-    cfg: FeaturesConfig; cache_dir: where extracted features are cached (None: no cache).
-    """
-
-    def __init__(self, cfg, dtype: str = "float32", cache_dir: Path | None = None, progress: bool = True) -> None:
+    def __init__(self, cfg, dtype: str = "float32", progress: bool = True) -> None:
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
         self.extractors = [spec.build() for spec in cfg.extractors]
         self.names = [spec.name for spec in cfg.extractors]
-        self.cache_dir = Path(cache_dir) / "features" if cache_dir is not None and cfg.cache else None
         self.progress = progress
-        self.cache_hits = 0                   # extractions served from the cache so far
+        self.cache_hits = 0                   # stores found ready so far
         self.mean: np.ndarray | None = None   # (D,) normalization statistics, set by fit
         self.std: np.ndarray | None = None
 
-    def fit_transform(self, images: np.ndarray, rng: np.random.Generator, mirror: bool = False) -> np.ndarray:
-        """Fit extractors and normalization on training images; their features (N, D), or with `mirror`
-        (2N, D): those of the images, then those of their left-right mirror images (data.flip)."""
-        key = self._key("fit", images, json.dumps(rng.bit_generator.state, default=str) + f" mirror={mirror}")
-        cached = self._cache_load(key)
-        if cached is not None:
-            self.load_state(cached)
-            return cached["features"]
+    def fit(self, data: Dataset, rng: np.random.Generator, stores: StoreRoot, pool: ProcessPool | None = None,
+            mirror: bool = False) -> Store:
+        """Fit the extractors and the normalization on the training split `data`; the store of its
+        standardized features: (N, D) rows, or with `mirror` (2N, D), the mirror images' rows after."""
+        key = self._key("fit", data, json.dumps(rng.bit_generator.state, default=str), mirror)
+        store = stores.open(key)
+        if store is not None:
+            self.cache_hits += 1
+            self.load_state(store.state())
+            return store
         for extractor in self.extractors:
-            extractor.fit(images, rng)
-        raw = self._extract(images, "features (fit)", mirror)
-        if self.cfg.normalize == "standard":
-            mean, std = column_stats(raw)
-            self.mean, self.std = mean.astype(self.dtype), np.where(std > 1e-8, std, 1.0).astype(self.dtype)
-        features = self._normalize(raw)
-        self._cache_save(key, {**self.state(), "features": features})
-        return features
+            extractor.fit(data, rng, self.progress)
+        writer, unreadable = self._extract(data, stores, key, pool, mirror, "features (fit)")
+        try:
+            if self.cfg.normalize == "standard":
+                mean, std = column_stats(MappedRows(writer.rows_path), ~unreadable)
+                self.mean, self.std = mean.astype(self.dtype), np.where(std > 1e-8, std, 1.0).astype(self.dtype)
+                rewrite_blocks(writer.rows_path, self._normalize, STATS_ROWS)
+            return writer.finish(unreadable, self.state())
+        except BaseException:
+            writer.discard()
+            raise
+
+    def store(self, data: Dataset, stores: StoreRoot, pool: ProcessPool | None = None, mirror: bool = False) -> Store:
+        """The store of a split's standardized features with the fitted state, as `fit` gives."""
+        key = self._key("transform", data, self._state_digest(), mirror)
+        store = stores.open(key)
+        if store is not None:
+            self.cache_hits += 1
+            return store
+        writer, unreadable = self._extract(data, stores, key, pool, mirror, "features", normalize=True)
+        return writer.finish(unreadable, None)
 
     def transform(self, images: np.ndarray, mirror: bool = False) -> np.ndarray:
-        """Features (N, D) of images with the fitted state; with `mirror`, (2N, D) as in fit_transform."""
-        key = self._key("transform", images, self._state_digest() + f" mirror={mirror}")
-        cached = self._cache_load(key)
-        if cached is not None:
-            return cached["features"]
-        features = self._normalize(self._extract(images, "features", mirror))
-        self._cache_save(key, {"features": features})
-        return features
+        """Standardized features (N, D) of images in memory with the fitted state; with `mirror`, (2N, D)."""
+        features = np.concatenate([self._features(images), *([self._features(images[:, :, ::-1])] if mirror else [])])
+        return self._normalize(features)
+
+    def fit_transform(self, images: np.ndarray, rng: np.random.Generator, mirror: bool = False) -> np.ndarray:
+        """`fit` on images in memory (N, H, W, C); their standardized features (N, D), or (2N, D) with `mirror`."""
+        stores = StoreRoot(None)
+        try:
+            data = in_memory(images, np.zeros(len(images), np.int64), [""])
+            return self.fit(data, rng, stores, mirror=mirror).rows(in_memory=True)
+        finally:
+            stores.close()
+
+    def dims(self, image_shape: tuple[int, ...]) -> list[int]:
+        """The output width of each extractor for images of `image_shape` (H, W, C)."""
+        probe = np.zeros((1, *image_shape), np.uint8)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return [extractor.transform(probe).shape[1] for extractor in self.extractors]
 
     def state(self) -> dict[str, np.ndarray]:
         """Fitted state as named arrays: 'extractor{i}.{key}', 'normalize.mean', 'normalize.std'."""
@@ -85,29 +118,48 @@ class FeaturePipeline:
             self.mean = arrays["normalize.mean"].astype(self.dtype)
             self.std = arrays["normalize.std"].astype(self.dtype)
 
-    def _extract(self, images: np.ndarray, label: str, mirror: bool = False) -> np.ndarray:
-        """Concatenated raw extractor outputs (N, D), or with `mirror` (2N, D) with those of the mirror
-        images after; computed `cfg.chunk` images at a time, one chunk per core at once (mlpcli.parallel).
-        The mirror images are views made chunk by chunk, never a second copy of the images."""
-        n = len(images)
-        if n == 0:
-            return np.empty((0, 0), dtype=self.dtype)
+    def _extract(self, data: Dataset, stores: StoreRoot, key: str, pool: ProcessPool | None, mirror: bool,
+                 label: str, normalize: bool = False):
+        """Write the (raw, or with `normalize` standardized) features of `data` into a new store; returns the
+        writer and the (R,) unreadable mask. A split larger than features.chunk is cut into tasks of at most
+        that many images, and at least TASKS_PER_SPLIT of them, for the worker processes."""
+        n = len(data)
+        dim = sum(self.dims(data.image_shape))
+        writer = stores.create(key, 2 * n if mirror else n, dim, self.dtype,
+                               {"split": data.key, "features": self.names, "mirror": mirror})
+        chunk = self.cfg.chunk           # a split of one chunk runs here; a larger one on the worker processes
+        step = max(1, n if n <= chunk else min(chunk, -(-n // TASKS_PER_SPLIT)))
+        tasks = [Chunk(data.part(slice(start, min(start + step, n))), start, n if mirror else None)
+                 for start in range(0, n, step)]
+        job = ChunkJob(self, writer.rows_path, normalize)
+        unreadable = np.zeros(2 * n if mirror else n, bool)
+        problems: list[str] = []
+        try:
+            with tqdm(total=n, desc=label, unit="img", disable=None if self.progress else True, leave=False) as bar:
+                for task, found in zip(tasks, (pool or ProcessPool(1)).map(job, tasks)):
+                    for row, message in sorted(found.items()):
+                        unreadable[task.start + row] = True
+                        if mirror:
+                            unreadable[n + task.start + row] = True
+                        problems.append(message)
+                    bar.update(len(task))
+            _check_readable(data, unreadable[:n], problems)
+        except BaseException:
+            writer.discard()
+            raise
+        return writer, unreadable
 
-        def features_of(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-            return np.concatenate([extractor.transform(block) for extractor in self.extractors], axis=1, out=out)
-
-        out = np.empty((2 * n if mirror else n, features_of(images[:1]).shape[1]), dtype=self.dtype)
-        with tqdm(total=len(out), desc=label, unit="img", disable=None if self.progress and n > self.cfg.chunk else True,
-                  leave=False) as bar:
-            def extract(rows: slice) -> None:
-                block = images[rows]
-                features_of(block, out[rows])
-                if mirror:
-                    features_of(block[:, :, ::-1], out[rows.start + n:rows.stop + n])
-                bar.update((rows.stop - rows.start) * (2 if mirror else 1))
-
-            map_row_blocks(extract, n, self.cfg.chunk)
-        return out
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        """Concatenated raw extractor outputs (N, D) in `dtype`; DataError naming the extractor if any is
+        not finite (an option that overflows, such as a huge bow.power)."""
+        with np.errstate(over="ignore", invalid="ignore"):      # a non-finite result is reported below
+            parts = [extractor.transform(images) for extractor in self.extractors]
+        for name, part in zip(self.names, parts):
+            if not np.isfinite(part).all():
+                raise DataError(f"the {name} extractor gave non-finite features (inf or NaN) for "
+                                f"{np.count_nonzero(~np.isfinite(part).all(axis=1))} image(s); check its options "
+                                f"(features.extractors: {name})")
+        return np.concatenate(parts, axis=1).astype(self.dtype, copy=False)
 
     def _normalize(self, raw: np.ndarray) -> np.ndarray:
         if self.mean is None:
@@ -119,14 +171,12 @@ class FeaturePipeline:
         raw /= self.std
         return raw
 
-    def _key(self, kind: str, images: np.ndarray, extra: str) -> str | None:
-        if self.cache_dir is None:
-            return None
+    def _key(self, kind: str, data: Dataset, extra: str, mirror: bool) -> str:
         digest = hashlib.blake2b(digest_size=16)
         versions = [f"{type(extractor).__name__} {extractor.version}" for extractor in self.extractors]
-        for part in (kind, str(images.shape), json.dumps(to_dict(self.cfg)), str(self.dtype), *versions, extra):
+        for part in (kind, data.key, json.dumps(to_dict(self.cfg)), str(self.dtype), *versions, extra,
+                     f"mirror={mirror}"):
             digest.update(part.encode())
-        digest.update(np.ascontiguousarray(images).data)
         return digest.hexdigest()
 
     def _state_digest(self) -> str:
@@ -136,33 +186,76 @@ class FeaturePipeline:
             digest.update(np.ascontiguousarray(value).data)
         return digest.hexdigest()
 
-    def _cache_load(self, key: str | None) -> dict[str, np.ndarray] | None:
-        if key is None:
-            return None
-        try:
-            arrays = load_npz(self.cache_dir / f"{key}.npz")
-        except (OSError, ValueError, zipfile.BadZipFile):
-            return None
-        self.cache_hits += 1
-        return arrays
 
-    def _cache_save(self, key: str | None, arrays: dict[str, np.ndarray]) -> None:
-        if key is not None:
-            try:
-                save_npz(self.cache_dir / f"{key}.npz", arrays)
-            except OSError:
-                pass  # a cache that cannot be written only costs time
+@dataclass
+class Chunk:
+    """A task: the images of rows start.. of a split (a picklable reader of just them), and where their
+    mirror images' rows begin (None: no mirror rows)."""
+
+    reader: ImageReader
+    start: int
+    mirror_offset: int | None
+
+    def __len__(self) -> int:
+        return len(self.reader)
 
 
-def column_stats(X: np.ndarray, rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (D,) float64 of the columns of X (N, D), accumulated over blocks of
-    rows so that no float64 copy of X is ever made."""
-    total = np.zeros(X.shape[1])
-    for start in range(0, len(X), rows):
-        total += X[start:start + rows].sum(axis=0, dtype=np.float64)
-    mean = total / max(len(X), 1)
+@dataclass
+class ChunkJob:
+    """Extracts one Chunk into the store file at `rows_path` (in a worker process): {row: problem} back."""
+
+    pipeline: FeaturePipeline
+    rows_path: Path
+    normalize: bool
+
+    def __call__(self, chunk: Chunk) -> dict[int, str]:
+        count = len(chunk)
+        images, problems = chunk.reader.read(np.arange(count))
+        with single_threaded_blas():
+            features = self.pipeline._features(images)
+            mirrored = self.pipeline._features(images[:, :, ::-1]) if chunk.mirror_offset is not None else None
+        if self.normalize:
+            self.pipeline._normalize(features)
+            if mirrored is not None:
+                self.pipeline._normalize(mirrored)
+        rows = np.load(self.rows_path, mmap_mode="r+")
+        rows[chunk.start:chunk.start + count] = features
+        if mirrored is not None:
+            offset = chunk.mirror_offset + chunk.start
+            rows[offset:offset + count] = mirrored
+        rows.flush()
+        return problems
+
+
+def _check_readable(data: Dataset, unreadable: np.ndarray, problems: list[str]) -> None:
+    """Warn about skipped images; DataError if a class has none left."""
+    if not problems:
+        return
+    for label, name in enumerate(data.classes):
+        members = data.labels == label
+        if members.any() and unreadable[members].all():
+            raise DataError(f"class '{name}' has no readable image left after skipping {len(problems)} unreadable "
+                            f"one(s); first: {problems[0]}")
+    warnings.warn(f"skipped {len(problems)} unreadable image(s) (data.on_error=skip); first: {problems[0]}")
+
+
+def column_stats(X: np.ndarray, rows: np.ndarray | None = None, block: int = STATS_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (D,) float64 of the columns of X (N, D) over the rows where `rows` (N,)
+    is True (all by default), accumulated over blocks of rows: no float64 copy of X is ever made, and a
+    memory-mapped X is read a block at a time."""
+    total, count = np.zeros(X.shape[1]), 0
+    for start in range(0, len(X), block):
+        part = _kept(X, rows, start, block)
+        total += part.sum(axis=0, dtype=np.float64)
+        count += len(part)
+    mean = total / max(count, 1)
     squares = np.zeros(X.shape[1])
-    for start in range(0, len(X), rows):
-        deviation = X[start:start + rows] - mean               # (rows, D) float64
+    for start in range(0, len(X), block):
+        deviation = _kept(X, rows, start, block) - mean               # (block, D) float64
         squares += np.einsum("nd,nd->d", deviation, deviation)
-    return mean, np.sqrt(squares / max(len(X), 1))
+    return mean, np.sqrt(squares / max(count, 1))
+
+
+def _kept(X: np.ndarray, rows: np.ndarray | None, start: int, block: int) -> np.ndarray:
+    part = np.asarray(X[start:start + block])
+    return part if rows is None else part[rows[start:start + block]]

@@ -22,7 +22,7 @@ def test_shapes_are_seeded_balanced_colored_images():
 
 def test_each_shape_covers_a_plausible_area():
     labels = np.repeat(np.arange(len(SHAPE_NAMES)), 20)
-    images = render_shapes(labels, 32, 0.0, np.random.default_rng(0))
+    images = render_shapes(labels, 32, 0.0, np.random.default_rng(0).spawn(len(labels)))
     background = images[:, :1, :1, :]                         # a corner pixel is background
     covered = np.any(images != background, axis=-1).mean(axis=(1, 2))
     for label, name in enumerate(SHAPE_NAMES):

@@ -1,5 +1,4 @@
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -112,77 +111,75 @@ def corrupt(root):
 def test_unreadable_images_raise_naming_the_file(tmp_path):
     make_folder(tmp_path, {"a": 2, "b": 2})
     junk, cut = corrupt(tmp_path)
-    with pytest.raises(DataError, match="junk.png.*data.on_error=skip"):
+    with pytest.raises(DataError, match="junk.png.*data.on_error=skip"):      # met by the header sample
         folder.load(cfg(tmp_path), None)
     junk.unlink()
-    with pytest.raises(DataError, match="cut.jpg: image file is truncated"):
-        folder.load(cfg(tmp_path), None)
+    train = folder.load(cfg(tmp_path), None)["train"]                         # a truncated file has a header
+    with pytest.raises(DataError, match="cut.jpg: image file is truncated.*data.on_error=skip"):
+        train.read()
 
 
-def test_skip_leaves_unreadable_images_out_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(folder, "CHUNK", 2)  # several pool tasks, so failures land in different chunks
+def test_skip_reads_unreadable_images_as_zeros_and_names_them(tmp_path):
     pixels = make_folder(tmp_path, {"a": 3, "b": 3})
-    corrupt(tmp_path)
-    with pytest.warns(UserWarning, match="skipped 2 unreadable image"):
-        train = folder.load(cfg(tmp_path, on_error="skip"), None)["train"]
-    np.testing.assert_array_equal(train.labels, [0, 0, 0, 1, 1, 1])
-    np.testing.assert_array_equal(train.images, np.stack(pixels["a"] + pixels["b"]))
+    junk, cut = corrupt(tmp_path)
+    train = folder.load(cfg(tmp_path, on_error="skip"), None)["train"]
+    images, problems = train.read()
+    names = [path.name for path in train.reader.paths]
+    assert sorted(problems) == [names.index("junk.png"), names.index("cut.jpg")]
+    assert "junk.png" in problems[names.index("junk.png")]
+    readable = [row for row in range(len(train)) if row not in problems]
+    np.testing.assert_array_equal(images[readable], np.stack(pixels["a"] + pixels["b"]))
+    assert not images[list(problems)].any()
 
 
-def test_skipping_every_image_of_a_class_is_an_error(tmp_path):
-    make_folder(tmp_path, {"a": 2, "b": 1})
-    (tmp_path / "b" / "0.png").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="class 'b' of the train split has no readable image"):
-        folder.load(cfg(tmp_path, on_error="skip", size=[8, 6], mode="rgb"), None)
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling"])
+def test_files_that_are_not_readable_regular_files_are_unreadable_images(tmp_path, kind):
+    make_folder(tmp_path, {"a": 2, "b": 2})
+    odd = tmp_path / "a" / "odd.png"
+    {"fifo": lambda: os.mkfifo(odd), "loop": lambda: odd.symlink_to(odd),
+     "dangling": lambda: odd.symlink_to(tmp_path / "gone.png")}[kind]()
+    train = folder.load(cfg(tmp_path, size=[8, 6], mode="rgb"), None)["train"]
+    with pytest.raises(DataError, match="odd.png"):
+        train.read()
+    skipping = folder.load(cfg(tmp_path, size=[8, 6], mode="rgb", on_error="skip"), None)["train"]
+    _, problems = skipping.read()
+    assert len(problems) == 1 and "odd.png" in next(iter(problems.values()))
 
 
-def test_second_load_is_served_from_the_cache(tmp_path, monkeypatch):
-    root, cache = tmp_path / "images", tmp_path / "cache"
-    make_folder(root, {"a": 2, "b": 3})
-    first = folder.load(cfg(root), cache)["train"]
-
-    def no_decoding(*args):
-        raise AssertionError("decoded again")
-
-    monkeypatch.setattr(folder, "decode", no_decoding)
-    second = folder.load(cfg(root), cache)["train"]
-    np.testing.assert_array_equal(second.images, first.images)
-    np.testing.assert_array_equal(second.labels, first.labels)
-    assert second.classes == first.classes
-    entries = list((cache / "images").iterdir())
-    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no staging folder left behind
-    assert sorted(p.name for p in entries[0].iterdir()) == ["skipped.npy", "train-images.npy", "train-labels.npy"]
-    with pytest.raises(AssertionError, match="decoded again"):  # a different policy is a different entry
-        folder.load(cfg(root, mode="gray"), cache)
+def test_file_names_that_are_not_utf8_are_read(tmp_path):
+    make_folder(tmp_path, {"a": 2, "b": 2})
+    name = os.fsdecode(b"caf\xe9.png")                       # latin-1, not valid UTF-8
+    write(tmp_path / "a" / name, np.full((8, 6, 3), 9, np.uint8))
+    train = folder.load(cfg(tmp_path), None)["train"]
+    assert len(train) == 5 and len(train.reader.key) == 32
+    row = [path.name for path in train.reader.paths].index(name)
+    np.testing.assert_array_equal(train.read(np.array([row]))[0][0], np.full((8, 6, 3), 9, np.uint8))
 
 
-def test_changed_file_invalidates_the_cache(tmp_path):
-    root, cache = tmp_path / "images", tmp_path / "cache"
-    make_folder(root, {"a": 2, "b": 2})
-    folder.load(cfg(root), cache)
-    changed = write(root / "b" / "1.png", np.full((8, 6, 3), 7, np.uint8))
-    stat = os.stat(root / "b" / "1.png")
-    os.utime(root / "b" / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    reloaded = folder.load(cfg(root), cache)["train"]
-    np.testing.assert_array_equal(reloaded.images[3], changed)
-    assert len(list((cache / "images").iterdir())) == 2
+def test_only_the_images_asked_for_are_decoded(tmp_path, monkeypatch):
+    make_folder(tmp_path, {"a": 10, "b": 10})
+    decoded = []
+    real = folder.read_image
+    monkeypatch.setattr(folder, "read_image", lambda path, *args: decoded.append(path) or real(path, *args))
+    train = folder.load(cfg(tmp_path, size=[8, 6], mode="rgb"), None)["train"]
+    assert decoded == []
+    train.subset(np.array([3, 15])).read()
+    assert [path.name for path in decoded] == ["3.png", "5.png"]
 
 
-def test_cached_skip_still_warns(tmp_path):
-    root, cache = tmp_path / "images", tmp_path / "cache"
-    make_folder(root, {"a": 2, "b": 2})
-    corrupt(root)
-    with pytest.warns(UserWarning, match="skipped 2"):
-        folder.load(cfg(root, on_error="skip"), cache)
-    with pytest.warns(UserWarning, match="skipped 2"):
-        assert len(folder.load(cfg(root, on_error="skip"), cache)["train"]) == 4
+def test_the_key_changes_with_the_files_and_the_conversion(tmp_path):
+    make_folder(tmp_path, {"a": 2, "b": 2})
+    key = folder.load(cfg(tmp_path), None)["train"].reader.key
+    assert folder.load(cfg(tmp_path), None)["train"].reader.key == key
+    assert folder.load(cfg(tmp_path, mode="gray"), None)["train"].reader.key != key
+    stat = os.stat(tmp_path / "b" / "1.png")
+    os.utime(tmp_path / "b" / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert folder.load(cfg(tmp_path), None)["train"].reader.key != key
 
 
-def test_unwritable_cache_only_warns(tmp_path):
-    make_folder(tmp_path / "images", {"a": 1, "b": 1})
-    blocker = tmp_path / "cache"
-    blocker.write_text("a file where the cache folder should be")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert len(folder.load(cfg(tmp_path / "images"), blocker)["train"]) == 2
-    assert any("cannot write the image cache" in str(w.message) for w in caught)
+def test_the_default_size_and_mode_come_from_a_sample_of_headers_spread_over_the_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "HEADER_SAMPLE", 3)
+    make_folder(tmp_path, {"a": 4, "b": 4}, shape=(8, 6))        # gray
+    write(tmp_path / "a" / "1.png", np.zeros((20, 10, 3), np.uint8))   # color, another size, not in the sample
+    train = folder.load(cfg(tmp_path), None)["train"]
+    assert train.image_shape == (8, 6, 1)

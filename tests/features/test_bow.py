@@ -7,6 +7,7 @@ import pytest
 from skimage import data
 
 from mlpcli.errors import CheckpointError, ConfigError, DataError
+from mlpcli.data.dataset import in_memory
 from mlpcli.features.bow import BagOfWords, BowConfig, normalize_patches, random_patches
 
 
@@ -21,9 +22,14 @@ def crops(size: int, count: int, gray: bool = False) -> np.ndarray:
     return np.stack([photo[i:i + size, j:j + size] for i, j in zip(y, x)])
 
 
+def split(images: np.ndarray):
+    """A training split of images in memory (labels do not matter to a codebook)."""
+    return in_memory(images, np.zeros(len(images), np.int64), ["any"])
+
+
 def fitted(images: np.ndarray, **options) -> BagOfWords:
     bow = BagOfWords(BowConfig(**{"patches": 400, "words": 6, "iterations": 10, **options}))
-    bow.fit(images, np.random.default_rng(0))
+    bow.fit(split(images), np.random.default_rng(0))
     return bow
 
 
@@ -82,9 +88,9 @@ def test_hard_codes_count_every_patch_once():
 
 def test_whitened_patches_have_unit_covariance_off_the_mean_direction():
     cfg = BowConfig(patch=3, eps_zca=1e-6)
-    X = normalize_patches(random_patches(crops(24, 60), 20000, cfg.patch, np.random.default_rng(1)), cfg.eps_norm)
+    X = normalize_patches(random_patches(split(crops(24, 60)), 20000, cfg.patch, np.random.default_rng(1)), cfg.eps_norm)
     bow = BagOfWords(BowConfig(patch=3, words=4, patches=20000, eps_zca=1e-6, iterations=1))
-    bow.fit(crops(24, 60), np.random.default_rng(1))
+    bow.fit(split(crops(24, 60)), np.random.default_rng(1))
     white = (X - bow.zca_mean).astype(np.float64) @ bow.zca
     d = X.shape[1]
     # Normalized patches have zero mean, so the all-ones direction carries no variance to scale up.
@@ -97,7 +103,7 @@ def test_fit_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(first.codebook, second.codebook)
     np.testing.assert_array_equal(first.zca, second.zca)
     other = BagOfWords(BowConfig(patches=400, words=6, iterations=10))
-    other.fit(crops(16, 20), np.random.default_rng(1))
+    other.fit(split(crops(16, 20)), np.random.default_rng(1))
     assert not np.array_equal(other.codebook, first.codebook)
 
 
@@ -128,7 +134,7 @@ def test_bad_options_and_images_are_named():
     with pytest.raises(ConfigError, match="bow.eps_norm: must be positive"):
         BagOfWords(BowConfig(eps_norm=0.0))
     with pytest.raises(ConfigError, match="bow.patches"):
-        BagOfWords(BowConfig(words=50, patches=10)).fit(crops(16, 4), np.random.default_rng(0))
+        BagOfWords(BowConfig(words=50, patches=10)).fit(split(crops(16, 4)), np.random.default_rng(0))
     with pytest.raises(DataError, match="patch=6 does not fit in the 5x5 images"):
         fitted(crops(5, 4))
     with pytest.raises(DataError, match="pool=4 is finer than the 3x3 grid"):

@@ -1,21 +1,38 @@
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import pytest
 
 from mlpcli.config import load_config
-from mlpcli.errors import CheckpointError
+from mlpcli.data.dataset import ArrayReader, Dataset, in_memory
+from mlpcli.errors import CheckpointError, DataError
 from mlpcli.features import pixels
-from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.features.pipeline import FeaturePipeline, column_stats
+from mlpcli.features.store import MappedRows, StoreRoot
+from mlpcli.parallel import ProcessPool
 
 
 def images(n: int, seed: int, shape=(6, 5, 3)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
 
 
-def pipeline(overrides=(), cache_dir=None) -> FeaturePipeline:
+def split(batch: np.ndarray) -> Dataset:
+    return in_memory(batch, np.arange(len(batch)) % 2, ["a", "b"])
+
+
+def pipeline(overrides=()) -> FeaturePipeline:
     cfg = load_config(None, ["features.extractors=[pixels]", *overrides])
-    return FeaturePipeline(cfg.features, cfg.model.dtype, cache_dir, progress=False)
+    return FeaturePipeline(cfg.features, cfg.model.dtype, progress=False)
+
+
+@pytest.fixture
+def stores(tmp_path):
+    root = StoreRoot(str(tmp_path / "cache"))
+    yield root
+    root.close()
 
 
 def test_standardization_is_fit_on_training_images_only():
@@ -29,10 +46,19 @@ def test_standardization_is_fit_on_training_images_only():
     np.testing.assert_allclose(pipe.transform(other), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_chunks_on_all_cores_give_the_same_features_as_one_pass():
-    whole = pipeline(["features.chunk=1000"]).fit_transform(images(30, 0), np.random.default_rng(0))
-    chunked = pipeline(["features.chunk=7"]).fit_transform(images(30, 0), np.random.default_rng(0))
-    np.testing.assert_array_equal(whole, chunked)
+def test_stored_bytes_do_not_depend_on_the_chunks_or_the_worker_processes(tmp_path):
+    """One task in this process, or tasks of 7 images on two worker processes: the same store files."""
+    data = split(images(40, 0))
+    whole = StoreRoot(str(tmp_path / "whole"))
+    one = pipeline(["features.chunk=1000"]).fit(data, np.random.default_rng(0), whole, mirror=True)
+    parts = StoreRoot(str(tmp_path / "parts"))
+    with ProcessPool(2) as pool:
+        fitted = pipeline(["features.chunk=7"])
+        many = fitted.fit(data, np.random.default_rng(0), parts, pool, mirror=True)
+        other = fitted.store(split(images(20, 1)), parts, pool)
+    for name in ("rows.npy", "state.npz"):
+        assert (one.path / name).read_bytes() == (many.path / name).read_bytes()
+    np.testing.assert_array_equal(other.rows(in_memory=True), fitted.transform(images(20, 1)))
 
 
 def test_mirror_appends_the_features_of_the_mirror_images():
@@ -50,7 +76,7 @@ def test_extractors_are_concatenated_in_order():
     pipe = pipeline(["features.extractors=[{pixels: {gray: true}}, {pixels: {}}]", "features.normalize=none"])
     batch = images(4, 0)
     features = pipe.transform(batch)
-    assert features.shape == (4, 30 + 90)
+    assert features.shape == (4, 30 + 90) and pipe.dims((6, 5, 3)) == [30, 90]
     np.testing.assert_allclose(features[:, :30], (batch / 255 @ pixels.LUMA).reshape(4, -1), rtol=1e-6)
     np.testing.assert_allclose(features[:, 30:], batch.reshape(4, -1) / 255, rtol=1e-6)
 
@@ -75,43 +101,120 @@ def test_images_of_another_size_are_refused():
         pipe.transform(images(3, 0, shape=(7, 5, 3)))
 
 
-def test_cache_serves_the_second_extraction(tmp_path, monkeypatch):
-    batch = images(30, 0)
-    first = pipeline(cache_dir=tmp_path).fit_transform(batch, np.random.default_rng(0))
-    assert len(list((tmp_path / "features").glob("*.npz"))) == 1
+def test_a_stored_split_is_served_from_the_cache(stores, monkeypatch):
+    data = split(images(30, 0))
+    first = pipeline().fit(data, np.random.default_rng(0), stores).rows(in_memory=True)
 
     def fail(self, images):
-        raise AssertionError("extracted again instead of reading the cache")
+        raise AssertionError("extracted again instead of reading the store")
 
     monkeypatch.setattr(pixels.Pixels, "transform", fail)
-    again = pipeline(cache_dir=tmp_path)
-    np.testing.assert_array_equal(again.fit_transform(batch, np.random.default_rng(0)), first)
-    assert again.mean is not None
+    again = pipeline()
+    np.testing.assert_array_equal(again.fit(data, np.random.default_rng(0), stores).rows(in_memory=True), first)
+    assert again.mean is not None and again.cache_hits == 1
 
 
-def test_cache_is_keyed_by_the_feature_config(tmp_path):
-    batch = images(10, 0)
-    plain = pipeline(cache_dir=tmp_path).fit_transform(batch, np.random.default_rng(0))
-    gray = pipeline(["features.extractors=[{pixels: {gray: true}}]"], tmp_path).fit_transform(
-        batch, np.random.default_rng(0))
-    assert plain.shape[1] == 90 and gray.shape[1] == 30
-    assert len(list((tmp_path / "features").glob("*.npz"))) == 2
+def test_stores_are_keyed_by_the_images_the_feature_config_and_the_extractor_version(stores, monkeypatch):
+    data = split(images(10, 0))
+    pipeline().fit(data, np.random.default_rng(0), stores)
+    pipeline(["features.extractors=[{pixels: {gray: true}}]"]).fit(data, np.random.default_rng(0), stores)
+    pipeline().fit(data.subset(np.arange(8)), np.random.default_rng(0), stores)
+    monkeypatch.setattr(pixels.Pixels, "version", pixels.Pixels.version + 1)
+    again = pipeline()
+    again.fit(data, np.random.default_rng(0), stores)
+    assert again.cache_hits == 0
+    assert len([p for p in stores.path.iterdir() if not p.name.startswith(".")]) == 4
+
+
+def test_a_failed_extraction_leaves_no_store_behind(stores, monkeypatch):
+    calls = []
+
+    def fail_on_the_second_task(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 3:        # the probe for the width, the first task, then this one
+            raise DataError("broken image")
+        return batch.reshape(len(batch), -1).astype(np.float32)
+
+    monkeypatch.setattr(pixels.Pixels, "transform", fail_on_the_second_task)
+    with pytest.raises(DataError, match="broken image"):
+        pipeline(["features.chunk=5"]).fit(split(images(20, 0)), np.random.default_rng(0), stores)
+    assert list(stores.path.iterdir()) == []
+
+
+class FlakyReader(ArrayReader):
+    """Images in memory, of which those at `broken` positions cannot be read (as data.on_error: skip)."""
+
+    def __init__(self, images: np.ndarray, broken: set[int], positions=None) -> None:
+        super().__init__(images, key=f"flaky {sorted(broken)}")
+        self.broken, self.positions = broken, np.arange(len(images)) if positions is None else positions
+
+    def read(self, index):
+        batch, _ = super().read(index)
+        problems = {row: f"cannot read image {i}" for row, i in enumerate(self.positions[index]) if i in self.broken}
+        batch[list(problems)] = 0
+        return batch, problems
+
+    def part(self, index):
+        return FlakyReader(self.images[index], self.broken, self.positions[index])
+
+
+def test_unreadable_images_are_marked_left_out_of_the_statistics_and_counted(stores):
+    batch = images(12, 0)
+    data = Dataset(FlakyReader(batch, {3, 8}), np.arange(12), np.arange(12) % 2, ["a", "b"])
+    pipe = pipeline(["features.chunk=5"])
+    with pytest.warns(UserWarning, match="skipped 2 unreadable image.*cannot read image 3"):
+        store = pipe.fit(data, np.random.default_rng(0), stores, mirror=True)
+    unreadable = store.unreadable()
+    np.testing.assert_array_equal(np.flatnonzero(unreadable), [3, 8, 15, 20])
+    readable = np.delete(batch, [3, 8], axis=0)
+    raw = np.concatenate([readable, readable[:, :, ::-1]]).reshape(20, -1).astype(np.float32) / 255
+    np.testing.assert_allclose(pipe.mean, raw.mean(axis=0), rtol=1e-5)
+    rows = store.rows(in_memory=True)
+    np.testing.assert_allclose(rows[~unreadable], pipe.transform(readable, mirror=True)[np.r_[0:10, 10:20]], atol=1e-5)
+
+
+def test_a_class_left_without_readable_images_is_an_error(stores):
+    data = Dataset(FlakyReader(images(6, 0), {1, 3, 5}), np.arange(6), np.arange(6) % 2, ["a", "b"])
+    with warnings.catch_warnings(), pytest.raises(DataError, match="class 'b' has no readable image left"):
+        warnings.simplefilter("ignore")
+        pipeline().fit(data, np.random.default_rng(0), stores)
+
+
+def test_non_finite_features_name_their_extractor(stores):
+    pipe = pipeline(["features.extractors=[pixels, {bow: {words: 2, patches: 20, patch: 2, pool: 1, power: 1000}}]"])
+    with pytest.raises(DataError, match="the bow extractor gave non-finite features"):
+        pipe.fit(split(images(10, 0, shape=(8, 8, 3))), np.random.default_rng(0), stores)
+    assert list(stores.path.iterdir()) == []
+
+
+def test_the_least_recently_used_stores_go_first_beyond_the_size_limit(tmp_path):
+    root = StoreRoot(str(tmp_path), max_gb=None)
+    pipe = pipeline()
+    stores = [pipe.fit(split(images(200, seed)), np.random.default_rng(0), root) for seed in range(4)]
+    size = stores[0].nbytes
+    for age, store in enumerate(stores):      # oldest use first: 0, then 1, ...
+        os.utime(store.path / "info.json", (1000 + age, 1000 + age))
+    limited = StoreRoot(str(tmp_path), max_gb=2.5 * size / 2 ** 30)
+    limited.open(stores[0].path.name)          # just used: stays
+    limited.evict()
+    left = sorted(p.name for p in limited.path.iterdir())
+    assert left == sorted([stores[0].path.name, stores[3].path.name])
+
+
+def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores):
+    store = pipeline().fit(split(images(30, 0)), np.random.default_rng(0), stores)
+    whole, mapped = store.rows(in_memory=True), store.rows(in_memory=False)
+    assert isinstance(mapped, MappedRows) and len(mapped) == 30
+    index = np.random.default_rng(1).permutation(30)[:12]
+    np.testing.assert_array_equal(mapped.take(index, np.empty((12, 90), np.float32)), whole[index])
+    np.testing.assert_array_equal(mapped[5:17], whole[5:17])
 
 
 def test_column_stats_in_row_blocks_equal_numpy():
-    from mlpcli.features.pipeline import column_stats
-
     X = (np.random.default_rng(0).standard_normal((1000, 7)) * 3 + 5).astype(np.float32)
-    mean, std = column_stats(X, rows=97)
+    mean, std = column_stats(X, block=97)
     np.testing.assert_allclose(mean, X.mean(axis=0, dtype=np.float64), rtol=1e-12)
     np.testing.assert_allclose(std, X.std(axis=0, dtype=np.float64), rtol=1e-12)
-
-
-def test_cache_is_keyed_by_the_extractor_version(tmp_path, monkeypatch):
-    batch = images(10, 0)
-    pipeline(cache_dir=tmp_path).fit_transform(batch, np.random.default_rng(0))
-    monkeypatch.setattr(pixels.Pixels, "version", pixels.Pixels.version + 1)
-    again = pipeline(cache_dir=tmp_path)
-    again.fit_transform(batch, np.random.default_rng(0))
-    assert again.cache_hits == 0
-    assert len(list((tmp_path / "features").glob("*.npz"))) == 2
+    keep = np.arange(1000) % 3 > 0
+    mean, std = column_stats(X, keep, block=97)
+    np.testing.assert_allclose(std, X[keep].std(axis=0, dtype=np.float64), rtol=1e-12)

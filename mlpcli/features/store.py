@@ -1,0 +1,195 @@
+"""The feature store: one split's feature rows on disk, chunked, memory-mapped, and the feature cache.
+
+    <root>/<key>/rows.npy       (R, D) feature rows: R = N images, or 2N with their mirror images after them
+                 unreadable.npy (R,) bool, only when some images could not be read (data.on_error: skip)
+                 state.npz      the fitted pipeline state (extractors, normalization), for a training split
+                 info.json      rows, dim, dtype, bytes, the key's ingredients
+
+Why memory-mapped .npy: it is NumPy's own format (no new dependency, readable by anyone with NumPy), rows are
+plain offsets so workers on other processes or machines can write their shards into one file, and training
+gathers its minibatches straight from the page cache without loading the file. Zarr would add chunk
+compression, which float features barely profit from, and a dependency.
+
+A store is built in a temporary folder beside its final place and renamed into place when complete, so a
+killed extraction never leaves a store that looks finished. With a cache, stores live under
+`cache_dir/features/` and are evicted least-recently-used first when they exceed `cache_max_gb`; without one,
+under a temporary folder removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlpcli.atomic import write_text_atomic
+from mlpcli.npzfile import load_npz, save_npz
+
+ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info.json"
+REMAP_BYTES = 256 << 20   # a disk-read store is mapped afresh after gathering this much, so RSS stays bounded
+
+
+@dataclass
+class Store:
+    """A finished store at `path`: its rows (R, D), which rows are unreadable, and the fitted state."""
+
+    path: Path
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.path / INFO).read_text(encoding="utf-8"))
+
+    def rows(self, in_memory: bool) -> np.ndarray | MappedRows:
+        """The rows, read whole into memory, or gathered from the memory-mapped file on demand."""
+        if in_memory:
+            return np.load(self.path / ROWS, allow_pickle=False)
+        return MappedRows(self.path / ROWS)
+
+    def unreadable(self) -> np.ndarray | None:
+        """(R,) bool: rows of images that could not be read; None when every image was read."""
+        path = self.path / UNREADABLE
+        return np.load(path, allow_pickle=False) if path.exists() else None
+
+    def state(self) -> dict[str, np.ndarray]:
+        return load_npz(self.path / STATE) if (self.path / STATE).exists() else {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.stat().st_size for entry in self.path.iterdir())
+
+
+class MappedRows:
+    """Rows of a .npy file, read through a memory map: `take` gathers a minibatch, slicing reads a block.
+
+    Pages of a memory map count as the process's resident memory while it stays mapped; the map is made
+    afresh after every REMAP_BYTES gathered, so a pass over a store larger than memory keeps the resident
+    memory bounded (the pages stay in the operating system's page cache, outside the process).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._map = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = self._map.shape, self._map.dtype
+        self._gathered = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Rows `index` (n,) into `out` (n, D)."""
+        np.take(self._mapped(len(index)), index, axis=0, out=out)
+        return out
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        block = self._mapped(len(range(*rows.indices(self.shape[0]))))[rows]
+        return np.array(block)
+
+    def _mapped(self, count: int) -> np.memmap:
+        self._gathered += count * self.shape[1] * self.dtype.itemsize
+        if self._gathered > REMAP_BYTES:
+            self._map, self._gathered = np.load(self.path, mmap_mode="r", allow_pickle=False), 0
+        return self._map
+
+
+def rewrite_blocks(path: Path, fn, block: int) -> None:
+    """Replace every block of `block` rows of the .npy file at `path` by fn(rows) (in place allowed),
+    mapping the file afresh every REMAP_BYTES so the resident memory stays bounded."""
+    rows = np.load(path, mmap_mode="r+", allow_pickle=False)
+    done = 0
+    for start in range(0, len(rows), block):
+        rows[start:start + block] = fn(np.array(rows[start:start + block]))
+        done += rows[start:start + block].nbytes
+        if done > REMAP_BYTES:
+            rows.flush()
+            rows, done = np.load(path, mmap_mode="r+", allow_pickle=False), 0
+    rows.flush()
+
+
+class StoreRoot:
+    """A folder of stores: `cache_dir/features` (kept, size-limited) or a temporary folder (removed by close)."""
+
+    def __init__(self, cache_dir: str | None, max_gb: float | None = None) -> None:
+        self.temporary = cache_dir is None
+        self.path = Path(tempfile.mkdtemp(prefix="mlp-features-")) if self.temporary else \
+            Path(cache_dir).expanduser() / "features"
+        self.max_bytes = None if max_gb is None else int(max_gb * 2 ** 30)
+        self.in_use: set[str] = set()
+
+    def open(self, key: str) -> Store | None:
+        """The finished store `key`, marked as just used; None if there is none (or it is damaged)."""
+        store = Store(self.path / key)
+        try:
+            os.utime(store.path / INFO)
+            store.info
+        except (OSError, ValueError):
+            return None
+        self.in_use.add(key)
+        return store
+
+    def create(self, key: str, rows: int, dim: int, dtype: np.dtype, about: dict) -> StoreWriter:
+        """A writer building store `key` of (rows, dim) rows in a temporary folder beside its final place."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return StoreWriter(self, key, rows, dim, np.dtype(dtype), about)
+
+    def evict(self) -> None:
+        """Remove least-recently-used stores (never those in use) until the stores fit in max_bytes."""
+        if self.max_bytes is None or not self.path.is_dir():
+            return
+        stores = []
+        for folder in self.path.iterdir():
+            info = folder / INFO
+            if folder.name in self.in_use or not info.exists():
+                continue
+            stores.append((info.stat().st_mtime, folder.name, Store(folder).nbytes))
+        total = sum(size for _, _, size in stores) + sum(Store(self.path / key).nbytes for key in self.in_use
+                                                        if (self.path / key).is_dir())
+        for _, name, size in sorted(stores):
+            if total <= self.max_bytes:
+                break
+            shutil.rmtree(self.path / name, ignore_errors=True)
+            total -= size
+
+    def close(self) -> None:
+        """Remove a temporary root and everything in it."""
+        if self.temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class StoreWriter:
+    """Builds one store: `rows` is the memory-mapped (R, D) file that workers write into by row range."""
+
+    def __init__(self, root: StoreRoot, key: str, rows: int, dim: int, dtype: np.dtype, about: dict) -> None:
+        self.root, self.key, self.about = root, key, about
+        self.building = Path(tempfile.mkdtemp(prefix=f".{key}-", suffix=".part", dir=root.path))
+        self.rows_path = self.building / ROWS
+        np.lib.format.open_memmap(self.rows_path, mode="w+", dtype=dtype, shape=(rows, dim)).flush()
+        self.shape, self.dtype = (rows, dim), dtype
+
+    def finish(self, unreadable: np.ndarray | None, state: dict[str, np.ndarray] | None) -> Store:
+        """Write the rest and move the store into place; the finished Store."""
+        if unreadable is not None and unreadable.any():
+            np.save(self.building / UNREADABLE, unreadable)
+        if state is not None:
+            save_npz(self.building / STATE, state)
+        info = {"rows": self.shape[0], "dim": self.shape[1], "dtype": self.dtype.name, "created": time.time(),
+                **self.about}
+        write_text_atomic(self.building / INFO, json.dumps(info, indent=1))
+        final = self.root.path / self.key
+        try:
+            self.building.rename(final)
+        except OSError:                  # another process finished the same store first: theirs is as good
+            if not (final / INFO).exists():
+                raise
+            shutil.rmtree(self.building, ignore_errors=True)
+        self.root.in_use.add(self.key)
+        self.root.evict()
+        return Store(final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.building, ignore_errors=True)
