@@ -128,8 +128,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
-            raise ConfigError(f"model.dropout: {len(self.dropout)} rates {self.dropout} for {len(self.hidden)} hidden "
-                              f"layers {self.hidden}; give one rate for all layers or one per layer")
+            count = len(self.dropout)
+            raise ConfigError(f"model.dropout: {self.dropout} has {count} rate{'s' * (count != 1)} for the "
+                              f"{len(self.hidden)} hidden layers {self.hidden}; give one rate for all layers or a "
+                              f"list of {len(self.hidden)}")
         if self.norm_eps <= 0:
             raise ConfigError(f"model.norm_eps: must be positive, got {self.norm_eps!r}: a unit whose values are "
                               f"all equal would be divided by zero (try 1e-5)")
@@ -180,7 +182,8 @@ class Config:
     features: FeaturesConfig = option(FeaturesConfig(), "the feature pipeline")
     model: ModelConfig = option(ModelConfig(), "the network")
     loss: LossConfig = option(LossConfig(), "the data loss")
-    reg: float = option(1e-3, "L2 strength λ in λ·Σ_k ΣW_k² (weights only, not biases)", min=0.0)
+    reg: float = option(1e-3, "L2 strength λ in λ·Σ_k ΣW_k² (weights only: not biases, nor the norms' γ, β)",
+                        min=0.0)
     optim: OptimConfig = option(OptimConfig(), "the optimizer and learning-rate schedule")
     train: TrainConfig = option(TrainConfig(), "the training loop")
     output: OutputConfig = option(OutputConfig(), "where runs are written")

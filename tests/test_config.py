@@ -129,7 +129,7 @@ def test_dropout_is_one_rate_or_one_per_hidden_layer(hidden, data):
     assert load_config(None, [f"model.hidden={hidden}", f"model.dropout={per_layer}"]).model.dropout == per_layer
     count = data.draw(st.integers(0, 6).filter(lambda count: count != len(hidden)))
     wrong = data.draw(st.lists(rates, min_size=count, max_size=count))
-    with pytest.raises(ConfigError, match=rf"model.dropout: {len(wrong)} rates .* for {len(hidden)} hidden layers"):
+    with pytest.raises(ConfigError, match=rf"model.dropout: .* has {len(wrong)} rates? for the {len(hidden)} hidden layers"):
         from_dict(Config, {"model": {"hidden": hidden, "dropout": wrong}})
 
 

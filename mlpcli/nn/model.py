@@ -44,11 +44,13 @@ class MLP:
                     rng: np.random.Generator, dropout_rng: np.random.Generator | None = None) -> MLP:
         """The network `model_cfg` describes: hidden [] is a linear classifier, [H] a 2-layer net, [H1, H2]
         a 3-layer net, and so on. Weights are drawn from `rng`; dropout masks from `dropout_rng` (default:
-        a generator spawned from `rng`)."""
+        a generator spawned from `rng`), which becomes the model's `rng` (None without dropout)."""
         dtype = np.dtype(model_cfg.dtype)
         hidden = model_cfg.hidden
         rates = model_cfg.dropout if isinstance(model_cfg.dropout, list) else [model_cfg.dropout] * len(hidden)
-        if dropout_rng is None and any(rates):
+        if not any(rates):
+            dropout_rng = None
+        elif dropout_rng is None:
             dropout_rng = rng.spawn(1)[0]
         gates: list[Gate] = []
         fan_in = input_dim
