@@ -247,11 +247,11 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
     """Compare analytic gradients with centered differences (h = 1e-5) in float64.
 
     Builds the configured network (hidden layers, norm, activation, dropout, loss, λ) in float64, with
-    biases, γ and β moved off their constant initial values, on a small seeded random batch and reports, per parameter, the max relative error
-    |a−n| / max(1e-8, |a|+|n|). Batch norm is checked in training mode (batch statistics), dropout with
-    one fixed mask. Entries whose ±h step crosses a kink (ReLU, leaky ReLU, ELU, maxout, hinge) are
-    counted (kinked) and skipped; gradients within round-off of zero are compared by absolute
-    difference (near0). Exits 1 if any parameter fails.
+    biases, γ and β moved off their constant initial values, on a small seeded random batch and
+    reports, per parameter, the max relative error |a−n| / max(1e-8, |a|+|n|). Batch norm is checked
+    in training mode (batch statistics), dropout with one fixed mask. Entries whose ±h step crosses a
+    kink (ReLU, leaky ReLU, ELU, maxout, hinge) are counted (kinked) and skipped; gradients within
+    round-off of zero are compared by absolute difference (near0). Exits 1 if any parameter fails.
 
     \b
       mlp gradcheck model.activation=maxout loss.name=hinge model.hidden=[20,15]

@@ -185,7 +185,8 @@ def test_gradcheck_per_gate(runner):
 
 
 @pytest.mark.parametrize("norm, params", [
-    ("batch", ["layer0.W", "norm0.gamma", "norm0.beta", "layer1.W", "norm1.gamma", "norm1.beta", "layer2.W", "layer2.b"]),
+    ("batch", ["layer0.W", "norm0.gamma", "norm0.beta", "layer1.W", "norm1.gamma", "norm1.beta", "layer2.W",
+               "layer2.b"]),
     ("layer", ["layer0.W", "layer0.b", "norm0.gamma", "norm0.beta", "layer1.W", "layer1.b", "norm1.gamma",
                "norm1.beta", "layer2.W", "layer2.b"]),
 ])

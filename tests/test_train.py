@@ -18,6 +18,7 @@ from mlpcli.npzfile import load_npz, save_npz
 from mlpcli.predictor import Classifier, batched_scores
 from mlpcli.report import validation_split
 from mlpcli.rundir import RunDir
+from mlpcli.seeding import generators
 from mlpcli.train import Interrupted, prepare, train
 from tests.helpers import sha256
 
@@ -214,3 +215,12 @@ def test_a_damaged_dropout_state_is_refused_on_resume(tiny_config, tmp_path, dam
     save_npz(run.last, arrays | {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
     with pytest.raises(CheckpointError, match="no usable dropout generator state"):
         experiment.resume(run.path)
+
+
+def test_the_dropout_stream_leaves_the_streams_before_it_as_they_were():
+    """Runs from before dropout existed keep their splits, features, weights and shuffling."""
+    rngs = generators(7)
+    before = np.random.SeedSequence(7).spawn(4)
+    for name, child in zip(["data", "features", "init", "shuffle"], before):
+        assert rngs[name].random(3).tolist() == np.random.default_rng(child).random(3).tolist()
+    assert rngs["dropout"].random() not in [np.random.default_rng(child).random() for child in before]

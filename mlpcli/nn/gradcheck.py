@@ -22,9 +22,7 @@ it found them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-import dataclasses
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,7 +99,7 @@ def check_gates(model_cfg, loss_cfg, rng: np.random.Generator, *, h: float = 1e-
     on random unit-scale float64 inputs and a random upstream gradient: dX and the parameter gradients
     against numerical ones."""
     N, D, H, C = GATE_BATCH, GATE_INPUTS, GATE_UNITS, GATE_CLASSES
-    model_cfg = dataclasses.replace(model_cfg, dtype="float64")
+    model_cfg = replace(model_cfg, dtype="float64")
     linear = Linear(rng.standard_normal((D, H)), rng.standard_normal(H))
     activation = ACTIVATIONS[model_cfg.activation](model_cfg)
     width = H * activation.pieces

@@ -200,52 +200,11 @@ class Maxout(Activation):
         return self.winner
 
 
-class BatchNorm(Gate):
-    """Batch normalization of X (N, H): Y = γ·x̂ + β, x̂ = (X − μ) / √(σ² + eps), per unit.
+class Normalization(Gate):
+    """Y = γ·x̂ + β, x̂ = (X − μ) / √(σ² + eps) with μ, σ² the mean and variance of X (N, H) along `axis`
+    (0: each unit over the batch; 1: each sample over its units); γ, β (H,)."""
 
-    Training: μ, σ² are the batch's mean and (biased) variance, and the running averages follow them,
-    running ← momentum·running + (1 − momentum)·batch. Scoring: μ, σ² are the running averages, so
-    each sample's scores do not depend on the rest of its batch. `backward` follows a training forward.
-    """
-
-    name = "batch_norm"
-
-    def __init__(self, H: int, momentum: float = 0.9, eps: float = 1e-5, dtype=np.float64) -> None:
-        super().__init__()
-        self.params = {"gamma": np.ones(H, dtype=dtype), "beta": np.zeros(H, dtype=dtype)}
-        self.grads = {key: np.zeros_like(array) for key, array in self.params.items()}
-        self.buffers = {"running_mean": np.zeros(H, dtype=dtype), "running_var": np.ones(H, dtype=dtype)}
-        self.momentum, self.eps = momentum, eps
-
-    def forward(self, X: np.ndarray) -> np.ndarray:
-        gamma, beta = self.params["gamma"], self.params["beta"]
-        if not self.training:
-            scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)           # (H,)
-            shift = beta - self.buffers["running_mean"] * scale
-            Y = np.multiply(X, scale, out=self._out(X))
-            Y += shift
-            return Y
-        mean, var, self.xhat, self.inv_std = _standardize(X, axis=0, eps=self.eps)   # (H,), (H,), (N, H), (1, H)
-        for key, batch in (("running_mean", mean), ("running_var", var)):
-            running = self.buffers[key]
-            running *= self.momentum
-            running += (1 - self.momentum) * batch
-        Y = np.multiply(self.xhat, gamma, out=self._out(X))
-        Y += beta
-        return Y
-
-    def backward(self, dY: np.ndarray) -> np.ndarray:
-        np.sum(dY * self.xhat, axis=0, out=self.grads["gamma"])                       # dγ = Σ_n dY·x̂
-        np.sum(dY, axis=0, out=self.grads["beta"])                                    # dβ = Σ_n dY
-        dxhat = np.multiply(dY, self.params["gamma"], out=self._out(dY))
-        return _standardize_backward(dxhat, self.xhat, self.inv_std, axis=0)
-
-
-class LayerNorm(Gate):
-    """Layer normalization of X (N, H): Y = γ·x̂ + β, x̂ = (X − μ) / √(σ² + eps) with μ, σ² the mean and
-    variance of each sample's H units; the same in training and scoring."""
-
-    name = "layer_norm"
+    axis: int
 
     def __init__(self, H: int, eps: float = 1e-5, dtype=np.float64) -> None:
         super().__init__()
@@ -253,17 +212,59 @@ class LayerNorm(Gate):
         self.grads = {key: np.zeros_like(array) for key, array in self.params.items()}
         self.eps = eps
 
-    def forward(self, X: np.ndarray) -> np.ndarray:
-        _, _, self.xhat, self.inv_std = _standardize(X, axis=1, eps=self.eps)         # x̂ (N, H), (N, 1)
+    def _normalize(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Y, and the μ and σ² it used (squeezed along `axis`)."""
+        mean, var, self.xhat, self.inv_std = _standardize(X, self.axis, self.eps)   # x̂ like X, 1/σ kept 2-D
         Y = np.multiply(self.xhat, self.params["gamma"], out=self._out(X))
         Y += self.params["beta"]
-        return Y
+        return Y, mean, var
 
     def backward(self, dY: np.ndarray) -> np.ndarray:
         np.sum(dY * self.xhat, axis=0, out=self.grads["gamma"])                       # dγ = Σ_n dY·x̂
         np.sum(dY, axis=0, out=self.grads["beta"])                                    # dβ = Σ_n dY
         dxhat = np.multiply(dY, self.params["gamma"], out=self._out(dY))
-        return _standardize_backward(dxhat, self.xhat, self.inv_std, axis=1)
+        return _standardize_backward(dxhat, self.xhat, self.inv_std, self.axis)
+
+
+class BatchNorm(Normalization):
+    """Batch normalization: each unit standardized over the batch.
+
+    Training: μ, σ² are the batch's mean and (biased) variance, and the running averages follow them,
+    running ← momentum·running + (1 − momentum)·batch. Scoring: μ, σ² are the running averages, so
+    each sample's scores do not depend on the rest of its batch. `backward` follows a training forward.
+    """
+
+    name = "batch_norm"
+    axis = 0
+
+    def __init__(self, H: int, momentum: float = 0.9, eps: float = 1e-5, dtype=np.float64) -> None:
+        super().__init__(H, eps, dtype)
+        self.buffers = {"running_mean": np.zeros(H, dtype=dtype), "running_var": np.ones(H, dtype=dtype)}
+        self.momentum = momentum
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        if not self.training:
+            scale = self.params["gamma"] / np.sqrt(self.buffers["running_var"] + self.eps)    # (H,)
+            shift = self.params["beta"] - self.buffers["running_mean"] * scale
+            Y = np.multiply(X, scale, out=self._out(X))
+            Y += shift
+            return Y
+        Y, mean, var = self._normalize(X)
+        for key, batch in (("running_mean", mean), ("running_var", var)):
+            running = self.buffers[key]
+            running *= self.momentum
+            running += (1 - self.momentum) * batch
+        return Y
+
+
+class LayerNorm(Normalization):
+    """Layer normalization: each sample standardized over its H units, the same in training and scoring."""
+
+    name = "layer_norm"
+    axis = 1
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        return self._normalize(X)[0]
 
 
 def _standardize(X: np.ndarray, axis: int, eps: float) -> tuple[np.ndarray, ...]:

@@ -1,10 +1,11 @@
 """The multilayer perceptron: gates run in order for the scores, in reverse for the gradients.
 
 Each hidden layer is Linear → [norm] → activation → [dropout]; before batch norm the Linear has no bias
-(batch norm subtracts it with the batch mean, and its β takes the bias's place). Loss = data loss + λ·Σ_k ΣW_k² over the
-weight matrices only (biases and the norms' γ, β are not regularized), so the weight gradient gains 2λW.
-scikit-learn's MLPClassifier uses (α/2)·ΣW² with the data loss averaged over the batch (λ = α/2); the
-CS231n assignments use λ·ΣW² as here.
+(batch norm subtracts it with the batch mean, and its β takes the bias's place).
+
+Loss = data loss + λ·Σ_k ΣW_k² over the weight matrices only (biases and the norms' γ, β are not
+regularized), so the weight gradient gains 2λW. scikit-learn's MLPClassifier uses (α/2)·ΣW² with the
+data loss averaged over the batch (λ = α/2); the CS231n assignments use λ·ΣW² as here.
 
 Training and scoring: `loss_and_grads` runs the training behaviour (dropout masks, batch statistics and
 running-average updates), `scores` the scoring behaviour (no dropout, the running averages).
@@ -22,7 +23,7 @@ from mlpcli.nn.losses import LOSSES
 
 
 class MLP:
-    """Gates (Linear, activation, …, Linear) plus a data loss and the L2 strength `reg` (λ).
+    """Gates (Linear, [norm,] activation, [dropout,] …, Linear) plus a data loss and the L2 strength `reg` (λ).
 
     `params`/`grads` hold every trainable array by name ("layer{i}.W", "layer{i}.b" of the i-th Linear,
     "norm{i}.gamma", "norm{i}.beta" of the i-th norm), `buffers` the arrays that are kept but not trained
