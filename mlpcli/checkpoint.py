@@ -1,8 +1,8 @@
 """Checkpoints: one .npz holding everything a run needs to be evaluated or resumed, and no pickle.
 
 Arrays: `meta` (UTF-8 JSON as uint8: format version, resolved config, class names, image shape, input
-dimension, training progress), `params/<name>` (weights), `features/<name>` (fitted feature state) and
-`optim/<name>` (optimizer state).
+dimension, training progress), `params/<name>` (weights), `features/<name>` (fitted feature state),
+`optim/<name>` (optimizer state) and `buffers/<name>` (batch norm's running averages).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mlpcli.npzfile import load_npz, save_npz
 from mlpcli.schema import from_dict, to_dict
 
 FORMAT_VERSION = 1
-GROUPS = ("params", "features", "optim")
+GROUPS = ("params", "features", "optim", "buffers")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Checkpoint:
     features: dict[str, np.ndarray]     # FeaturePipeline.state()
     optim: dict[str, np.ndarray] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)   # epoch, step, best metric, RNG state, ...
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)   # MLP.buffers: "norm{i}.running_mean", ...
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> None:
@@ -94,7 +95,8 @@ def load(path: str | Path) -> Checkpoint:
     if not groups["params"]:
         raise CheckpointError(f"{path}: holds no weights (params/ arrays)")
     return Checkpoint(config, list(meta["classes"]), tuple(meta["image_shape"]), int(meta["input_dim"]),
-                      groups["params"], groups["features"], groups["optim"], meta.get("progress", {}))
+                      groups["params"], groups["features"], groups["optim"], meta.get("progress", {}),
+                      groups["buffers"])
 
 
 def _checkpoint_in(run_dir: Path) -> Path:

@@ -246,30 +246,34 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
               input_dim: int, classes: int) -> None:
     """Compare analytic gradients with centered differences (h = 1e-5) in float64.
 
-    Builds the configured network (hidden layers, activation, loss, λ) in float64 on a small seeded
-    random batch and reports, per parameter, the max relative error |a−n| / max(1e-8, |a|+|n|).
-    Entries whose ±h step crosses a kink (ReLU, leaky ReLU, ELU, maxout, hinge) are counted (kinked)
-    and skipped; gradients within round-off of zero are compared by absolute difference (near0).
-    Exits 1 if any parameter fails.
+    Builds the configured network (hidden layers, norm, activation, dropout, loss, λ) in float64, with
+    biases, γ and β moved off their constant initial values, on a small seeded random batch and
+    reports, per parameter, the max relative error |a−n| / max(1e-8, |a|+|n|). Batch norm is checked
+    in training mode (batch statistics), dropout with one fixed mask. Entries whose ±h step crosses a
+    kink (ReLU, leaky ReLU, ELU, maxout, hinge) are counted (kinked) and skipped; gradients within
+    round-off of zero are compared by absolute difference (near0). Exits 1 if any parameter fails.
 
     \b
       mlp gradcheck model.activation=maxout loss.name=hinge model.hidden=[20,15]
+      mlp gradcheck model.norm=batch model.dropout=0.5 model.hidden=[20,15,10]
       mlp gradcheck configs/cifar10_pixels.yaml --samples 200
-      mlp gradcheck --gates model.activation=elu
+      mlp gradcheck --gates model.activation=elu model.norm=layer
     """
-    from mlpcli.nn.gradcheck import check_gates, check_model
+    from mlpcli.nn.gradcheck import check_gates, check_model, jitter_constants
     from mlpcli.nn.model import MLP
     from mlpcli.seeding import generators
 
     config, overrides = _split_config_args(args)
     cfg = _load_config(config, overrides)
     cfg.model.dtype = "float64"
-    rng = generators(cfg.seed)["init"]
+    rngs = generators(cfg.seed)
+    rng = rngs["init"]
     if per_gate:
         click.echo(f"gates of the {cfg.model.activation} network with {cfg.loss.name} loss, float64")
         rows = check_gates(cfg.model, cfg.loss, rng, threshold=threshold)
     else:
-        model = MLP.from_config(input_dim, classes, cfg.model, cfg.loss, cfg.reg, rng)
+        model = MLP.from_config(input_dim, classes, cfg.model, cfg.loss, cfg.reg, rng, rngs["dropout"])
+        jitter_constants(model, rng)
         X, y = rng.standard_normal((batch, input_dim)), rng.integers(0, classes, batch)
         click.echo(f"network {model.describe()}, λ = {cfg.reg:g}, batch {batch}, float64")
         rows = check_model(model, X, y, samples=samples, rng=rng, threshold=threshold)

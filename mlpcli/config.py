@@ -23,7 +23,12 @@ def _sources() -> list[str]:
 
 def _activations() -> list[str]:
     from mlpcli.nn.layers import ACTIVATIONS
-    return sorted([*ACTIVATIONS, "maxout"])
+    return sorted(ACTIVATIONS)
+
+
+def _norms() -> list[str]:
+    from mlpcli.nn.layers import NORMS
+    return ["none", *sorted(NORMS)]
 
 
 def _losses() -> list[str]:
@@ -85,17 +90,55 @@ class FeaturesConfig:
                        "up to 1 GiB of rows and a quarter of the available memory)", choices=["auto", "memory", "disk"])
 
 
+def _parse_dropout(value: Any, path: str) -> float | list[float]:
+    """model.dropout: one rate for every hidden layer, or a list of rates, one per layer."""
+    if isinstance(value, list):
+        return [_dropout_rate(rate, f"{path}[{i}]") for i, rate in enumerate(value)]
+    return _dropout_rate(value, path)
+
+
+def _dropout_rate(value: Any, path: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads `5e-1` (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{path}: {value!r} is not a dropout rate; give a number at least 0 and below 1 "
+                          f"(0.5 drops half the units), or a list of them, one per hidden layer")
+    return float(value)
+
+
 @dataclass
 class ModelConfig:
-    hidden: list[int] = option([100], "hidden layer sizes: [] linear classifier, [H] 2-layer net, [H1, H2] 3-layer net",
-                               min=1)
+    hidden: list[int] = option([100], "hidden layer sizes, any number: [] linear classifier, [H] 2-layer net, "
+                               "[H1, H2] 3-layer net", min=1)
     activation: str = option("relu", "hidden-layer nonlinearity", choices=_activations)
     init: str = option("he", "weight initialization", choices=["he", "xavier", "normal"])
     init_std: float = option(0.01, "std of the `normal` initialization", min=0.0)
     leaky_slope: float = option(0.1, "slope of leaky ReLU for x < 0", min=0.0, max=1.0)
     elu_alpha: float = option(1.0, "ELU's alpha: the value approached as x -> -inf is -alpha", min=0.0)
     maxout_pieces: int = option(2, "affine pieces per maxout unit", min=2)
+    norm: str = option("none", "normalization between each hidden layer's affine map and its activation",
+                       choices=_norms)
+    norm_momentum: float = option(0.9, "batch norm: running average ← momentum·running + (1 − momentum)·batch "
+                                  "statistic", min=0.0, max=1.0)
+    norm_eps: float = option(1e-5, "batch and layer norm: added to the variance under the square root; must be "
+                             "positive", min=0.0)
+    dropout: float | list[float] = option(0.0, "fraction of hidden units zeroed at random in each training step "
+                                          "(inverted dropout): one rate for all hidden layers or a list, one per "
+                                          "layer", parse=_parse_dropout)
     dtype: str = option("float32", "floating-point type of weights and features", choices=["float32", "float64"])
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
+            count = len(self.dropout)
+            raise ConfigError(f"model.dropout: {self.dropout} has {count} rate{'s' * (count != 1)} for the "
+                              f"{len(self.hidden)} hidden layers {self.hidden}; give one rate for all layers or a "
+                              f"list of {len(self.hidden)}")
+        if self.norm_eps <= 0:
+            raise ConfigError(f"model.norm_eps: must be positive, got {self.norm_eps!r}: a unit whose values are "
+                              f"all equal would be divided by zero (try 1e-5)")
 
 
 @dataclass
@@ -143,7 +186,8 @@ class Config:
     features: FeaturesConfig = option(FeaturesConfig(), "the feature pipeline")
     model: ModelConfig = option(ModelConfig(), "the network")
     loss: LossConfig = option(LossConfig(), "the data loss")
-    reg: float = option(1e-3, "L2 strength λ in λ·Σ_k ΣW_k² (weights only, not biases)", min=0.0)
+    reg: float = option(1e-3, "L2 strength λ in λ·Σ_k ΣW_k² (weights only: not biases, nor the norms' γ, β)",
+                        min=0.0)
     optim: OptimConfig = option(OptimConfig(), "the optimizer and learning-rate schedule")
     train: TrainConfig = option(TrainConfig(), "the training loop")
     output: OutputConfig = option(OutputConfig(), "where runs are written")

@@ -28,6 +28,7 @@ class Classifier:
         self.model = MLP.from_config(ckpt.input_dim, len(self.classes), cfg.model, cfg.loss, cfg.reg,
                                      np.random.default_rng(0))
         self.model.load_params(ckpt.params)
+        self.model.load_buffers(ckpt.buffers)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, progress: bool = False) -> Classifier:

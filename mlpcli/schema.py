@@ -55,7 +55,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
             values[name] = _value(hints[name], f, data[name], _join(path, name))
         elif dataclasses.is_dataclass(hints[name]):  # nested defaults go through validation too
             values[name] = from_dict(hints[name], {}, _join(path, name))
-        elif f.metadata.get("parse"):  # a parsed field's default is raw data
+        elif f.metadata.get("parse") and f.default_factory is not dataclasses.MISSING:  # a list default: raw data
             values[name] = f.metadata["parse"](f.default_factory(), _join(path, name))
     return cls(**values)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("data", "features", "init", "shuffle")
+STREAMS = ("data", "features", "init", "shuffle", "dropout")
+"""New streams go at the end: a SeedSequence's i-th child does not depend on how many are spawned, so the
+earlier streams keep their values."""
 
 
 def generators(seed: int) -> dict[str, np.random.Generator]:

@@ -1,8 +1,8 @@
 """The training loop: seeded minibatch SGD over precomputed features, validation every epoch,
 early stopping, checkpoints after every epoch, and a clean stop on Ctrl-C.
 
-Resuming restores weights, optimizer state, epoch, step and the shuffling generator, so a resumed run
-ends with the same bytes as one that was never interrupted.
+Resuming restores weights, running averages, optimizer state, epoch, step and the shuffling and dropout
+generators, so a resumed run ends with the same bytes as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Progress:
     epoch: int = 0                      # completed epochs
     step: int = 0                       # steps done in the current epoch (non-zero only after Ctrl-C)
     rng_state: dict = field(default_factory=dict)   # shuffling generator at the start of the current epoch
+    dropout_state: dict = field(default_factory=dict)   # dropout's mask generator after the last step ({}: none)
     loss_sum: float = 0.0               # current epoch so far: Σ batch loss (data + L2) · batch size
     data_loss_sum: float = 0.0          # current epoch so far: Σ batch data loss · batch size
     correct: int = 0                    # current epoch so far: correctly classified training samples
@@ -140,7 +141,7 @@ def prepared(cfg: Config, feature_state: dict | None = None,
             store = pipeline.store(train, stores, pool, mirror=cfg.data.flip)
         features = {"train": _rows(store, train, cfg)}
         model = MLP.from_config(features["train"].rows.shape[1], len(train.classes), cfg.model, cfg.loss, cfg.reg,
-                                rngs["init"])
+                                rngs["init"], rngs["dropout"])
         samples = splits["val"].read(slice(0, SAMPLES))[0]
         prep = Prepared(cfg, train.classes, train.image_shape, splits, features, pipeline, model, samples, stores, pool)
         prep.featurize("val")
@@ -189,14 +190,17 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
     if ckpt is not None:
         _check_same_data(ckpt, prep)
         model.load_params(ckpt.params)
+        model.load_buffers(ckpt.buffers)
         optimizer.load_state(ckpt.optim)
         state = Progress(**ckpt.progress)
+        _restore_dropout(model, state.dropout_state)
     run.keep_metrics(state.epoch)
 
     def save(path) -> None:
+        state.dropout_state = model.rng.bit_generator.state if model.rng is not None else {}
         checkpoint.save(path, checkpoint.Checkpoint(
             cfg, prep.classes, prep.image_shape, prep.input_dim, model.params,
-            prep.pipeline.state(), optimizer.state(), asdict(state)))
+            prep.pipeline.state(), optimizer.state(), asdict(state), model.buffers))
 
     X = prep.features["train"].rows
     y, usable = prep.features["train"].training_rows()
@@ -271,6 +275,17 @@ def _check_same_data(ckpt: checkpoint.Checkpoint, prep: Prepared) -> None:
                                   "point data.path back at the run's data, or start a new run")
 
 
+def _restore_dropout(model: MLP, saved: dict) -> None:
+    """Put dropout's mask generator where the checkpoint left it, so the next steps draw the same masks."""
+    if model.rng is None:
+        return
+    try:
+        model.rng.bit_generator.state = saved
+    except (TypeError, ValueError, KeyError):
+        raise CheckpointError("the checkpoint's progress has no usable dropout generator state (dropout_state); "
+                              "it was not saved by this run's network, so start a new run") from None
+
+
 def _short(value, limit: int = 80) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -317,6 +332,7 @@ def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, starte
     """Scores of the best checkpoint on val (and test), with run facts."""
     best = checkpoint.load(run.best)
     prep.model.load_params(best.params)
+    prep.model.load_buffers(best.buffers)
     penalty = prep.model.penalty()
     summary = {
         "name": cfg.output.name,

@@ -184,6 +184,26 @@ def test_gradcheck_per_gate(runner):
     assert "leaky_relu.dX" in result.output and "linear.W" in result.output
 
 
+@pytest.mark.parametrize("norm, params", [
+    ("batch", ["layer0.W", "norm0.gamma", "norm0.beta", "layer1.W", "norm1.gamma", "norm1.beta", "layer2.W",
+               "layer2.b"]),
+    ("layer", ["layer0.W", "layer0.b", "norm0.gamma", "norm0.beta", "layer1.W", "layer1.b", "norm1.gamma",
+               "norm1.beta", "layer2.W", "layer2.b"]),
+])
+def test_gradcheck_covers_norm_and_dropout_in_the_network_and_alone(runner, norm, params):
+    args = ["gradcheck", f"model.norm={norm}", "model.dropout=[0.5,0.2]", "model.hidden=[6,5]"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"network 10-6-5-5 {norm}_norm relu dropout softmax")
+    assert [line.split()[0] for line in lines[2:]] == params and all(line.endswith("pass") for line in lines[2:])
+    result = runner.invoke(cli, [args[0], "--gates", *args[1:]])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()[2:]] == [
+        "linear.dX", "linear.W", "linear.b", f"{norm}_norm.dX", f"{norm}_norm.gamma", f"{norm}_norm.beta", "relu.dX",
+        "dropout.dX", "softmax.dscores"]
+
+
 def test_gradcheck_catches_a_wrong_backward(runner, monkeypatch):
     from mlpcli.nn import layers
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.errors import ConfigError
@@ -57,6 +59,9 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     ("data.size=[32]", "data.size: expected 2 values, got 1 ([32])"),
     ("optim.lr", "override 'optim.lr' is not of the form key.path=value"),
     ("seed.x=1", "'seed' is a value, not a section"),
+    ("model.norm=batchnorm", "model.norm: 'batchnorm' (str) is not one of none, batch, layer; did you mean 'batch'?"),
+    ("model.norm_eps=0", "model.norm_eps: must be positive, got 0.0"),
+    ("model.norm_momentum=1.5", "model.norm_momentum: 1.5 is out of range; it must be between 0.0 and 1.0"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, message):
     with pytest.raises(ConfigError) as err:
@@ -111,3 +116,46 @@ def test_flatten_names_every_leaf_by_its_dotted_path():
             "features": {"extractors": [{"hog": {"orientations": 9}}, {"pixels": {}}]}}
     assert flatten(data) == {"seed": 1, "model.hidden": [256, 128], "model.dropout": None,
                              "features.extractors[0].hog.orientations": 9, "features.extractors[1].pixels": {}}
+
+
+rates = st.floats(0.0, 1.0, exclude_max=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 50), max_size=5), st.data())
+def test_dropout_is_one_rate_or_one_per_hidden_layer(hidden, data):
+    rate = data.draw(rates)
+    assert load_config(None, [f"model.hidden={hidden}", f"model.dropout={rate!r}"]).model.dropout == rate
+    per_layer = data.draw(st.lists(rates, min_size=len(hidden), max_size=len(hidden)))
+    cfg = from_dict(Config, {"model": {"hidden": hidden, "dropout": per_layer}})
+    assert cfg.model.dropout == per_layer
+    assert load_config(None, [f"model.hidden={hidden}", f"model.dropout={per_layer}"]).model.dropout == per_layer
+    count = data.draw(st.integers(0, 6).filter(lambda count: count != len(hidden)))
+    wrong = data.draw(st.lists(rates, min_size=count, max_size=count))
+    message = rf"model.dropout: .* has {len(wrong)} rates? for the {len(hidden)} hidden layers"
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Config, {"model": {"hidden": hidden, "dropout": wrong}})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.floats().filter(lambda x: not 0 <= x < 1), st.text(), st.booleans(), st.none(),
+                 st.dictionaries(st.text(), st.integers(), max_size=2)), st.booleans())
+def test_anything_but_a_rate_in_0_1_is_refused_as_dropout(value, in_list):
+    given_value, where = ([0.5, value], r"model.dropout\[1\]") if in_list else (value, "model.dropout")
+    try:                                   # a string YAML would read as a number is that number
+        if 0 <= float(value) < 1:
+            return
+    except (TypeError, ValueError):
+        pass
+    with pytest.raises(ConfigError, match=rf"^{where}: .* is not a dropout rate; give a number at least 0 and below 1"):
+        from_dict(Config, {"model": {"hidden": [4, 4], "dropout": given_value}})
+
+
+def test_dropout_defaults_to_off_and_round_trips(tmp_path):
+    assert load_config().model.dropout == 0.0
+    cfg = load_config(None, ["model.hidden=[8, 4]", "model.dropout=[0.5, 0.25]", "model.norm=batch"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again.model.dropout == [0.5, 0.25] and again.model.norm == "batch"
+    assert load_config(None, ["model.dropout=5e-1"]).model.dropout == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ from threadpoolctl import threadpool_info
 
 from mlpcli import checkpoint, experiment
 from mlpcli.config import load_config
-from mlpcli.errors import MlpError, TrainingError
+from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.nn.model import MLP
+from mlpcli.npzfile import load_npz, save_npz
 from mlpcli.predictor import Classifier, batched_scores
 from mlpcli.report import validation_split
 from mlpcli.rundir import RunDir
-from mlpcli.train import prepared, train
+from mlpcli.seeding import generators
+from mlpcli.train import Interrupted, prepared, train
 from tests.helpers import sha256
 
 
@@ -149,3 +152,78 @@ def test_early_stopping_with_patience(tiny_config, tmp_path):
     summary = json.loads(run.summary.read_text())
     assert summary["stopped"] == "early_stop"
     assert summary["epochs_run"] == summary["best_epoch"] + 1
+
+
+REGULARIZED = ["model.hidden=[16, 12]", "model.norm=batch", "model.dropout=[0.5, 0.2]"]
+
+
+@pytest.mark.parametrize("stop", ["crash after epoch 1", "Ctrl-C in epoch 2"])
+def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, stop):
+    reference = run_once(tiny_config, tmp_path / "reference", REGULARIZED)
+    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", REGULARIZED).last)
+    real_save, real_step, saves, steps = checkpoint.save, MLP.loss_and_grads, [], []
+
+    def save_then_crash(path, ckpt):
+        real_save(path, ckpt)
+        saves.append(path)
+        if len(saves) == 2:                  # epoch 1's best.npz and last.npz
+            raise Crash
+
+    def step_then_ctrl_c(self, X, y):
+        steps.append(len(y))
+        if len(steps) == 7:                  # the second step of epoch 2 (5 steps an epoch)
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, X, y)
+
+    if stop.startswith("crash"):
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    else:
+        monkeypatch.setattr(MLP, "loss_and_grads", step_then_ctrl_c)
+    with pytest.raises((Crash, Interrupted)):
+        experiment.run(load_config(tiny_config, REGULARIZED), tmp_path / "stopped")
+    monkeypatch.undo()
+    run = RunDir(tmp_path / "stopped")
+    progress = checkpoint.load(run.last).progress
+    assert (progress["epoch"], progress["step"]) == ((1, 0) if stop.startswith("crash") else (1, 2))
+    assert progress["dropout_state"]["bit_generator"] == "PCG64"
+    experiment.resume(run.path)
+    assert sha256(run.last) == sha256(reference.last)
+    assert sha256(run.best) == sha256(reference.best)
+    assert metrics_without_time(run) == metrics_without_time(reference)
+
+
+def test_checkpoints_carry_the_running_averages_and_the_classifier_scores_with_them(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run", REGULARIZED)
+    best = checkpoint.load(run.best)
+    assert sorted(best.buffers) == ["norm0.running_mean", "norm0.running_var", "norm1.running_mean",
+                                    "norm1.running_var"]
+    assert "velocity.norm0.gamma" in best.optim and not any("running" in name for name in best.optim)
+    clf = Classifier.from_checkpoint(run.best)
+    np.testing.assert_array_equal(clf.model.buffers["norm1.running_var"], best.buffers["norm1.running_var"])
+    val = validation_split(clf.config)
+    summary = json.loads(run.summary.read_text())
+    assert summary["val"]["accuracy"] == np.mean(clf.predict(val.images) == val.labels)
+    assert summary["model"] == "768-16-12-3 batch_norm relu dropout softmax"
+    plain = run_once(tiny_config, tmp_path / "plain", REGULARIZED[:1])
+    assert not any(name.startswith("buffers/") for name in np.load(plain.last).files)
+    assert checkpoint.load(plain.last).progress["dropout_state"] == {}
+
+
+@pytest.mark.parametrize("damaged", [{}, {"bit_generator": "MT19937"}, {"bit_generator": "PCG64", "state": 5}])
+def test_a_damaged_dropout_state_is_refused_on_resume(tiny_config, tmp_path, damaged):
+    run = experiment.run(load_config(tiny_config, REGULARIZED), tmp_path / "run", stop_after=1).run
+    arrays = load_npz(run.last)
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["progress"]["dropout_state"] = damaged
+    save_npz(run.last, arrays | {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+    with pytest.raises(CheckpointError, match="no usable dropout generator state"):
+        experiment.resume(run.path)
+
+
+def test_the_dropout_stream_leaves_the_streams_before_it_as_they_were():
+    """Runs from before dropout existed keep their splits, features, weights and shuffling."""
+    rngs = generators(7)
+    before = np.random.SeedSequence(7).spawn(4)
+    for name, child in zip(["data", "features", "init", "shuffle"], before):
+        assert rngs[name].random(3).tolist() == np.random.default_rng(child).random(3).tolist()
+    assert rngs["dropout"].random() not in [np.random.default_rng(child).random() for child in before]

@@ -7,20 +7,26 @@ as `kinked` and left out instead of failing.
 
 Round-off: each numerical derivative is only known to ±r = 10 ε·(|f(x+h)| + |f(x−h)|) / 2h (for a
 gate, summed over the outputs that moved; the gate checks difference the outputs element-wise before
-weighting them with the upstream gradient, so unchanged outputs add nothing). Where |a| + |n| < r / threshold
-a relative error below the threshold cannot be resolved — a hinge net's output-bias gradient, for one,
-is often exactly zero, a sum of ±1/N that cancels — so such entries are counted as `near_zero` and pass
-when |a − n| ≤ r. A small batch of unit-scale inputs keeps the loss of order one and r near 1e-10.
+weighting them with the upstream gradient, so unchanged outputs add nothing; for the network, from the
+loss even when it did not move). Where |a| + |n| < r / threshold a relative error below the threshold
+cannot be resolved — a hinge net's output-bias gradient, for one, is often exactly zero, a sum of ±1/N
+that cancels — so such entries are counted as `near_zero` and pass when |a − n| ≤ r. A small batch of
+unit-scale inputs keeps the loss of order one and r near 1e-10.
+
+Dropout and batch norm are checked with their training behaviour — the function whose gradient a
+training step uses: batch statistics, and the same dropout masks in every evaluation (the mask
+generator is rewound before each one). A check leaves the model's running averages and generator as
+it found them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mlpcli.nn.layers import ACTIVATIONS, Gate, Linear, Maxout
+from mlpcli.nn.layers import ACTIVATIONS, NORMS, Dropout, Gate, Linear
 from mlpcli.nn.losses import LOSSES
 from mlpcli.nn.model import MLP
 
@@ -55,12 +61,15 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, *, h: float = 1e-5, sa
     if model.dtype != np.float64:
         raise ValueError(f"gradient checks need a float64 model, got {model.dtype}")
     rng = rng if rng is not None else np.random.default_rng(0)
+    buffers = {name: array.copy() for name, array in model.buffers.items()}
+    masks = _Rewind(model.rng)
     model.loss_and_grads(X, y)
     parts = [*model.gates, model.loss]
     base = _regions(parts)
 
     def evaluate():
-        return model.loss(model.scores(X), y)[0] + model.penalty(), _regions(parts)
+        masks.rewind()
+        return model.loss(model.forward(X, training=True), y)[0] + model.penalty(), _regions(parts)
 
     rows = []
     for name, param in model.params.items():
@@ -69,21 +78,45 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, *, h: float = 1e-5, sa
         indices = range(size) if samples is None or samples >= size else np.sort(
             rng.choice(size, samples, replace=False))
         rows.append(_check(name, param, analytic, evaluate, 1.0, base, h, indices, threshold))
+    masks.rewind()
+    for name, array in model.buffers.items():
+        np.copyto(array, buffers[name])
     return rows
+
+
+def jitter_constants(model: MLP, rng: np.random.Generator, scale: float = 1.0) -> None:
+    """Move the parameters that start as constants — biases (0), γ (1), β (0) — by N(0, scale²) each, so
+    that a check of a freshly built model does not sit on a kink: an input row of zeros (a sample whose
+    units were all dropped or off) gives every unit its bias, and exactly 0 is ReLU's kink."""
+    for name, array in model.params.items():
+        if not name.endswith(".W"):
+            array += scale * rng.standard_normal(array.shape)
 
 
 def check_gates(model_cfg, loss_cfg, rng: np.random.Generator, *, h: float = 1e-5,
                 threshold: float = 1e-6) -> list[GradCheckRow]:
-    """Each gate type of the configured net alone — Linear, the activation, the loss — on random unit-scale
-    float64 inputs and a random upstream gradient: dX and the parameter gradients against numerical ones."""
+    """Each gate type of the configured net alone — Linear, the norm, the activation, dropout, the loss —
+    on random unit-scale float64 inputs and a random upstream gradient: dX and the parameter gradients
+    against numerical ones."""
     N, D, H, C = GATE_BATCH, GATE_INPUTS, GATE_UNITS, GATE_CLASSES
+    model_cfg = replace(model_cfg, dtype="float64")
     linear = Linear(rng.standard_normal((D, H)), rng.standard_normal(H))
-    if model_cfg.activation == "maxout":
-        activation, width = Maxout(model_cfg.maxout_pieces), H * model_cfg.maxout_pieces
-    else:
-        activation, width = ACTIVATIONS[model_cfg.activation](model_cfg), H
+    activation = ACTIVATIONS[model_cfg.activation](model_cfg)
+    width = H * activation.pieces
     rows = _check_gate(linear, rng.standard_normal((N, D)), rng.standard_normal((N, H)), h, threshold)
+    if model_cfg.norm != "none":
+        norm = NORMS[model_cfg.norm](width, model_cfg)
+        for array in norm.params.values():
+            array[:] = rng.standard_normal(width)
+        norm.training = True
+        rows += _check_gate(norm, rng.standard_normal((N, width)), rng.standard_normal((N, width)), h, threshold)
     rows += _check_gate(activation, rng.standard_normal((N, width)), rng.standard_normal((N, H)), h, threshold)
+    rates = model_cfg.dropout if isinstance(model_cfg.dropout, list) else [model_cfg.dropout]
+    if any(rates):
+        dropout = Dropout(max(rates), rng.spawn(1)[0])
+        dropout.training = True
+        rows += _check_gate(dropout, rng.standard_normal((N, H)), rng.standard_normal((N, H)), h, threshold,
+                            masks=dropout.rng)
 
     loss = LOSSES[loss_cfg.name](loss_cfg)
     scores, y = rng.standard_normal((N, C)), rng.integers(0, C, N)
@@ -98,18 +131,35 @@ def check_gates(model_cfg, loss_cfg, rng: np.random.Generator, *, h: float = 1e-
     return rows
 
 
-def _check_gate(gate: Gate, X: np.ndarray, dY: np.ndarray, h: float, threshold: float) -> list[GradCheckRow]:
-    """Rows for dX and every parameter of `gate`, seen as f = Σ forward(X)·dY."""
+def _check_gate(gate: Gate, X: np.ndarray, dY: np.ndarray, h: float, threshold: float,
+                masks: np.random.Generator | None = None) -> list[GradCheckRow]:
+    """Rows for dX and every parameter of `gate`, seen as f = Σ forward(X)·dY; `masks`, the generator of
+    a dropout gate, is rewound before every evaluation."""
+    masks = _Rewind(masks)
     gate.forward(X)
     base = _regions([gate])
     analytic = {"dX": gate.backward(dY)} | {key: grad.copy() for key, grad in gate.grads.items()}
 
     def evaluate():
+        masks.rewind()
         return gate.forward(X), _regions([gate])
 
     arrays = {"dX": X} | gate.params
     return [_check(f"{gate.name}.{key}", array, analytic[key], evaluate, dY, base, h, range(array.size), threshold)
             for key, array in arrays.items()]
+
+
+class _Rewind:
+    """Puts a generator (or None) back to the state it had when this was made: dropout draws the same
+    masks in every evaluation of a check."""
+
+    def __init__(self, rng: np.random.Generator | None) -> None:
+        self.rng = rng
+        self.state = rng.bit_generator.state if rng is not None else None
+
+    def rewind(self) -> None:
+        if self.rng is not None:
+            self.rng.bit_generator.state = self.state
 
 
 def _check(name: str, array: np.ndarray, analytic: np.ndarray,
@@ -142,9 +192,12 @@ def _check(name: str, array: np.ndarray, analytic: np.ndarray,
 
 
 def _resolution(plus, minus, upstream, h: float) -> float:
-    """The round-off bound of the numerical derivative: ROUNDOFF relative error on every output that moved."""
+    """The round-off bound of the numerical derivative: ROUNDOFF relative error on every output of a gate
+    that moved (one that did not is taken not to depend on the entry), and always on the loss (a change
+    below its last bit leaves it unmoved: batch norm's gradients can be that small)."""
     spread = (np.abs(plus) + np.abs(minus)) * np.abs(upstream)
-    return ROUNDOFF * float(np.sum(np.where(plus != minus, spread, 0))) / (2 * h)
+    moved = plus != minus if np.ndim(plus) else True
+    return ROUNDOFF * float(np.sum(np.where(moved, spread, 0))) / (2 * h)
 
 
 def _regions(parts: list) -> list[np.ndarray]:

@@ -1,14 +1,18 @@
-"""The MLP: built from config, forward/backward through the gates, L2 term, loading weights."""
+"""The MLP: built from config at any depth, forward/backward through the gates, training vs scoring, L2 term,
+loading weights and buffers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mlpcli.config import LossConfig, ModelConfig
+from mlpcli.config import LossConfig, ModelConfig, OptimConfig
 from mlpcli.errors import CheckpointError
-from mlpcli.nn.layers import Linear, Maxout, ReLU, Tanh
+from mlpcli.nn.layers import Dropout, LayerNorm, Linear, Maxout, ReLU, Tanh
 from mlpcli.nn.model import MLP
+from mlpcli.nn.optim import OPTIMIZERS
 
 
 def build(hidden, activation="relu", loss="softmax", reg=0.0, dtype="float32", seed=0, **model):
@@ -133,3 +137,119 @@ def test_gates_can_be_composed_by_hand():
     gates = [Linear(np.eye(2), np.zeros(2), input_grad=False), Tanh(), Linear(np.eye(2), np.zeros(2))]
     model = MLP(gates, build([]).loss, reg=0.0)
     assert model.describe() == "2-2-2 tanh softmax" and model.dtype == np.float64
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(1, 6), max_size=6), st.sampled_from(["none", "batch", "layer"]),
+       st.floats(0.0, 0.9), st.integers(1, 5))
+def test_any_depth_builds_and_runs(hidden, norm, dropout, N):
+    model = build(hidden, norm=norm, dropout=dropout, dtype="float64")
+    sizes = [6, *hidden, 3]
+    assert [model.params[f"layer{i}.W"].shape for i in range(len(sizes) - 1)] == list(zip(sizes[:-1], sizes[1:]))
+    assert model.describe().split()[0] == "-".join(map(str, sizes))
+    X, y = np.random.default_rng(0).standard_normal((N, 6)), np.arange(N) % 3
+    data_loss, penalty, scores = model.loss_and_grads(X, y)
+    assert scores.shape == model.scores(X).shape == (N, 3) and np.isfinite(data_loss + penalty)
+    assert all(np.isfinite(grad).all() for grad in model.grads.values())
+
+
+def test_hidden_layer_is_linear_norm_activation_dropout():
+    model = build([5, 4], norm="layer", dropout=[0.5, 0.0])
+    assert [type(g) for g in model.gates] == [Linear, LayerNorm, ReLU, Dropout, Linear, LayerNorm, ReLU, Linear]
+    assert list(model.params) == ["layer0.W", "layer0.b", "norm0.gamma", "norm0.beta", "layer1.W", "layer1.b",
+                                  "norm1.gamma", "norm1.beta", "layer2.W", "layer2.b"]
+    assert model.gates[3].rate == 0.5 and model.buffers == {}
+    assert model.describe() == "6-5-4-3 layer_norm relu dropout softmax"
+    every = build([5, 4, 2], dropout=0.25)
+    assert [g.rate for g in every.gates if isinstance(g, Dropout)] == [0.25] * 3
+
+
+def test_batch_norm_takes_the_bias_and_keeps_running_averages_as_buffers():
+    model = build([5, 4], norm="batch", activation="maxout", maxout_pieces=2)
+    assert list(model.params) == ["layer0.W", "norm0.gamma", "norm0.beta", "layer1.W", "norm1.gamma", "norm1.beta",
+                                  "layer2.W", "layer2.b"]
+    assert list(model.buffers) == ["norm0.running_mean", "norm0.running_var", "norm1.running_mean",
+                                   "norm1.running_var"]
+    assert model.buffers["norm0.running_var"].shape == (10,)          # before maxout: one per piece
+    assert all(array.dtype == np.float32 for array in [*model.params.values(), *model.buffers.values()])
+    assert model.buffers["norm1.running_mean"] is model.gates[4].buffers["running_mean"]
+    assert model.describe() == "6-5-4-3 batch_norm maxout softmax"
+
+
+def test_training_steps_use_dropout_and_batch_statistics_and_scoring_does_not():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((8, 6)), np.arange(8) % 3
+    model = build([16], norm="batch", dropout=0.5, dtype="float64")
+    plain = build([16], norm="batch", dtype="float64")
+    plain.load_params(model.params)
+    running = {name: array.copy() for name, array in model.buffers.items()}
+    np.testing.assert_array_equal(model.scores(X), plain.scores(X))              # scoring: no dropout
+    assert all(np.array_equal(model.buffers[k], running[k]) for k in running)    # and no buffer updates
+    state = model.rng.bit_generator.state
+    *_, train_scores = model.loss_and_grads(X, y)
+    assert model.rng.bit_generator.state != state                                 # a mask was drawn
+    assert not np.allclose(train_scores, plain.forward(X, training=True))
+    hidden = X @ model.params["layer0.W"]
+    np.testing.assert_allclose(model.buffers["norm0.running_mean"], 0.1 * hidden.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.buffers["norm0.running_var"], 0.9 + 0.1 * hidden.var(axis=0), rtol=1e-12)
+    scale = model.params["norm0.gamma"] / np.sqrt(model.buffers["norm0.running_var"] + 1e-5)
+    expected = np.maximum((hidden - model.buffers["norm0.running_mean"]) * scale + model.params["norm0.beta"], 0)
+    np.testing.assert_allclose(model.scores(X), expected @ model.params["layer1.W"] + model.params["layer1.b"],
+                               rtol=1e-12)
+
+
+def test_dropout_masks_follow_the_generator():
+    X, y = np.ones((4, 6), dtype=np.float32), np.arange(4) % 3
+    a = build([8], dropout=0.5, seed=1)
+    b = MLP.from_config(6, 3, ModelConfig(hidden=[8], dropout=0.5), LossConfig(), 0.0, np.random.default_rng(1),
+                        np.random.default_rng(1))
+    c = build([8], dropout=0.5, seed=1)
+    np.testing.assert_array_equal(a.loss_and_grads(X, y)[2], c.loss_and_grads(X, y)[2])   # spawned from the seed
+    assert b.rng is b.gates[2].rng and not np.array_equal(a.loss_and_grads(X, y)[2], b.loss_and_grads(X, y)[2])
+    assert build([8]).rng is None
+
+
+def test_norm_parameters_are_not_regularized_and_buffers_are_not_trained():
+    reg = 0.5
+    X, y = np.random.default_rng(6).standard_normal((6, 6)), np.arange(6) % 3
+    plain, regularized = build([5], norm="batch", dtype="float64"), build([5], norm="batch", dtype="float64", reg=reg)
+    data_loss, _, _ = plain.loss_and_grads(X, y)
+    data_loss_reg, penalty, _ = regularized.loss_and_grads(X, y)
+    weights = [plain.params["layer0.W"], plain.params["layer1.W"]]
+    assert data_loss_reg == data_loss and penalty == pytest.approx(reg * sum(np.sum(W ** 2) for W in weights))
+    for name in ("norm0.gamma", "norm0.beta", "layer1.b"):
+        np.testing.assert_array_equal(regularized.grads[name], plain.grads[name])
+    optimizer = OPTIMIZERS["momentum"](regularized.params, OptimConfig())
+    buffers = {name: array.copy() for name, array in regularized.buffers.items()}
+    optimizer.step(regularized.grads, 0.1)
+    assert all(np.array_equal(regularized.buffers[k], buffers[k]) for k in buffers)
+    assert not any(name in key for key in optimizer.state() for name in buffers)
+
+
+def test_batch_norm_net_fits_a_small_problem_and_scores_with_its_running_averages():
+    rng = np.random.default_rng(4)
+    centers = rng.standard_normal((3, 6)) * 3
+    y = rng.integers(0, 3, 300)
+    X = (centers[y] + rng.standard_normal((300, 6))).astype(np.float32)
+    model = build([16, 16], norm="batch", dropout=0.1, reg=1e-4)
+    optimizer = OPTIMIZERS["momentum"](model.params, OptimConfig())
+    for epoch in range(10):
+        for i in range(0, 300, 30):
+            model.loss_and_grads(X[i:i + 30], y[i:i + 30])
+            optimizer.step(model.grads, 0.05)
+    assert np.mean(model.scores(X).argmax(axis=1) == y) > 0.95
+
+
+def test_load_buffers_round_trip_and_refusals():
+    source, target = build([5], norm="batch", seed=1), build([5], norm="batch", seed=2)
+    X, y = np.random.default_rng(7).standard_normal((6, 6)), np.arange(6) % 3
+    source.loss_and_grads(X, y)
+    target.load_params(source.params)
+    target.load_buffers({name: array.copy() for name, array in source.buffers.items()})
+    np.testing.assert_array_equal(target.scores(X), source.scores(X))
+    with pytest.raises(CheckpointError, match="no buffer 'norm0.running_var'"):
+        target.load_buffers({"norm0.running_mean": source.buffers["norm0.running_mean"]})
+    with pytest.raises(CheckpointError, match=r"buffer 'norm0.running_mean' is float64 \(5,\).*needs float32"):
+        target.load_buffers(source.buffers | {"norm0.running_mean": np.zeros(5)})
+    with pytest.raises(CheckpointError, match="no array 'norm0.gamma'"):
+        build([5], norm="layer").load_params(build([5]).params)
