@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -396,23 +397,60 @@ def report(run_dir: str) -> None:
     click.echo(write_report(run_dir))
 
 
-@cli.command(short_help="List runs: name, date, features, model, accuracy, time.")
+@cli.command(short_help="List runs, with a column for each config key that differs.")
 @click.argument("directory", default="runs", type=click.Path(file_okay=False))
 @click.option("--sort", "sort_by", type=click.Choice(["date", "name", "status", "epochs", "val_acc", "test_acc",
                                                       "seconds"]), default="date", show_default=True,
               help="Order of the rows (accuracies best first).")
 @click.option("--filter", "match", help="Only runs whose name, features, model or status contain this text.")
+@click.option("--width", type=click.IntRange(min=0), help="Fit the table into this many columns (default: the "
+              "terminal's width; no limit when the output is not a terminal; 0: no limit).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
-def runs(directory: str, sort_by: str, match: str | None, as_json: bool) -> None:
-    """List the runs in DIRECTORY (default: runs/): name, date, features, model, accuracy, time.
+def runs(directory: str, sort_by: str, match: str | None, width: int | None, as_json: bool) -> None:
+    """List the runs in DIRECTORY (default: runs/), or the trials of a sweep folder: name, date, status,
+    epochs, features, model, accuracies, time, and one column per config key that differs among them.
+
+    Runs that are still going or were killed show as "unfinished" with their best validation accuracy
+    so far; folders whose files are damaged show as "damaged". On a narrow terminal long names are
+    shortened in the middle and the least important columns left out (--width 0 shows everything).
 
     \b
       mlp runs --sort val_acc --filter hog
+      mlp runs sweeps/lr-reg-20261126-101500      # one row per trial, the swept keys as columns
     """
-    from mlpcli.runs import filter_runs, format_runs, list_runs, sort_runs
+    from mlpcli.runs import filter_runs, format_runs, list_runs, runs_json, sort_runs
 
     found = list_runs(directory)
     if match:
         found = filter_runs(found, match)
     found = sort_runs(found, sort_by)
-    click.echo(json.dumps(found, indent=2) if as_json else format_runs(found))
+    click.echo(json.dumps(runs_json(found), indent=2) if as_json else format_runs(found, _table_width(width)))
+
+
+@cli.command(short_help="Compare runs side by side: differing config keys and metrics.")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN RUN...",
+                type=click.Path(exists=True, file_okay=False))
+@click.option("--width", type=click.IntRange(min=0), help="Fit the table into this many columns (default: the "
+              "terminal's width; no limit when the output is not a terminal; 0: no limit).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_dirs: tuple[str, ...], width: int | None, as_json: bool) -> None:
+    """Show the config keys that differ among the RUN folders and their metrics side by side: status,
+    epochs, best epoch, validation accuracy, loss and macro F1, test accuracy and loss, time.
+
+    \b
+      mlp compare runs/default-20261126-101500 runs/default-20261126-104210
+      mlp compare sweeps/lr-reg-20261126-101500/runs/* --json
+    """
+    from mlpcli.runs import compare_runs, format_comparison
+
+    if len(run_dirs) < 2:
+        raise click.UsageError("give at least two run folders to compare")
+    comparison = compare_runs(list(run_dirs))
+    click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison, _table_width(width)))
+
+
+def _table_width(width: int | None) -> int | None:
+    """The width a table is fitted into: --width (0: no limit), else the terminal's, if stdout is one."""
+    if width is not None:
+        return width or None
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
