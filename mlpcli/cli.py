@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -49,6 +52,25 @@ def cli() -> None:
       mlp gradcheck                  analytic vs numerical gradients of that network
       mlp eval runs/default-<time>   accuracy, per-class precision/recall, confusion matrix
     """
+
+
+class _Names(Sequence):
+    """The sorted names of a registry (`module.attribute`), looked up when first needed, so that `mlp`
+    starts without importing it; for click.Choice."""
+
+    def __init__(self, module: str, attribute: str) -> None:
+        self._where = module, attribute
+
+    @functools.cached_property
+    def _names(self) -> list[str]:
+        module, attribute = self._where
+        return sorted(getattr(importlib.import_module(module), attribute))
+
+    def __getitem__(self, index):
+        return self._names[index]
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _load_config(config: str | None, overrides: tuple[str, ...]):
@@ -126,10 +148,12 @@ def _summary_line(result) -> str:
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
               help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
 @click.option("--data", "data_path", help="Score another dataset with the same classes: its path (sets data.path).")
-@click.option("--source", help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
+@click.option("--source", type=click.Choice(_Names("mlpcli.data", "SOURCES")),
+              help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str | None, as_json: bool) -> None:
-    """Score CHECKPOINT (a .npz, or a run folder: its best.npz) on a dataset split.
+    """Score CHECKPOINT (a .npz, or a run folder: its best.npz) on a dataset split: accuracy, per-class
+    precision, recall, F1 and support, macro F1, and the confusion matrix.
 
     Features and network are rebuilt from the checkpoint alone; the split is drawn from the
     checkpoint's data config with its seed, so `val` is the very validation split of training.
@@ -138,16 +162,21 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
       mlp eval runs/default-20261126-101500
       mlp eval model.npz --data ~/photos --source folder --json
     """
-    from mlpcli.data import load_splits
+    from mlpcli.data import BUILT_IN, SOURCES, load_splits
     from mlpcli.metrics import classification_report
     from mlpcli.predictor import Classifier
 
-    clf = Classifier.from_checkpoint(checkpoint, progress=True)
-    cfg = clf.config
     if source is not None and data_path is None:
         raise click.UsageError("--source goes with --data")
+    clf = Classifier.from_checkpoint(checkpoint, progress=True)
+    cfg = clf.config
     if data_path is not None:
-        cfg.data.path, cfg.data.source = data_path, source or cfg.data.source
+        source = source or cfg.data.source
+        if source in BUILT_IN:
+            reading = ", ".join(name for name in sorted(SOURCES) if name not in BUILT_IN)
+            raise click.UsageError(f"--data: the '{source}' source makes its own images and reads no path; "
+                                   f"say what {data_path} holds with --source ({reading})")
+        cfg.data.path, cfg.data.source = data_path, source
         cfg.data.val_fraction, cfg.data.limit = 0.0, None
     splits = load_splits(cfg)
     if split is None:
@@ -186,15 +215,23 @@ def _match_classes(data, classes: list[str]):
 
 
 def _format_report(report: dict) -> str:
+    """The eval result as text: accuracy, a per-class table and the confusion matrix with class columns."""
+    from mlpcli.table import Column, abbreviations, format_table
+
     classes = report["classes"]
-    width = max(len(name) for name in classes)
-    lines = [f"{report['split']} split, {report['samples']} images: accuracy {report['accuracy']:.2%}", "",
-             f"{'class':<{width}}  precision  recall"]
-    lines += [f"{name:<{width}}  {p:9.2%}  {r:6.2%}" for name, p, r in zip(classes, report["precision"], report["recall"])]
-    cell = max(5, len(str(max(max(row) for row in report["confusion"]))) + 1)
-    lines += ["", "confusion matrix (rows: true class, columns: predicted, in class order above)"]
-    lines += [f"{name:<{width}} " + "".join(f"{n:>{cell}}" for n in row) for name, row in zip(classes, report["confusion"])]
-    return "\n".join(lines)
+    per_class = [[name, f"{p:.2%}", f"{r:.2%}", f"{f:.2%}", str(n)] for name, p, r, f, n in zip(
+        classes, report["precision"], report["recall"], report["f1"], report["support"])]
+    per_class.append(["(macro average)", f"{np.mean(report['precision']):.2%}", f"{np.mean(report['recall']):.2%}",
+                      f"{report['macro_f1']:.2%}", str(report["samples"])])
+    columns = [Column("class"), *(Column(title, right=True) for title in ("precision", "recall", "F1", "support"))]
+    short, labels = abbreviations(classes), classes
+    if short is None:                                  # names too alike to cut: number the classes
+        short, labels = [str(i) for i in range(len(classes))], [f"{i} {name}" for i, name in enumerate(classes)]
+    matrix = format_table([Column("true \\ predicted"), *(Column(title, right=True) for title in short)],
+                          [[label, *map(str, row)] for label, row in zip(labels, report["confusion"])])
+    return "\n".join([f"{report['split']} split, {report['samples']} images: accuracy {report['accuracy']:.2%}, "
+                      f"macro F1 {report['macro_f1']:.2%}", "", format_table(columns, per_class), "",
+                      "confusion matrix (rows: true class, columns: predicted class)", matrix])
 
 
 @cli.command(short_help="Classify image files with a checkpoint.")

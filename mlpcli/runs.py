@@ -60,12 +60,11 @@ def read_summary(path: str | Path) -> dict:
 
 
 def read_metrics(folder: str | Path) -> list[dict]:
-    """The epoch rows of a run's metrics.jsonl that are JSON objects ([] if it cannot be read)."""
+    """The epoch rows of a run's metrics.jsonl ([] if it cannot be read, e.g. a folder by that name)."""
     try:
-        rows = RunDir(folder).read_metrics()
-    except (OSError, UnicodeDecodeError, RecursionError):
+        return RunDir(folder).read_metrics()
+    except OSError:
         return []
-    return [row for row in rows if isinstance(row, dict)]
 
 
 def list_runs(root: str | Path) -> list[dict]:

@@ -30,6 +30,16 @@ def elide(text: str, width: int) -> str:
     return text[:width - 1 - tail] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
+def abbreviations(names: list[str], shortest: int = 4, longest: int = 8) -> list[str] | None:
+    """Distinct column titles for `names`: each cut to the same length, the fewest characters from
+    `shortest` to `longest` that keeps them apart (None when no such cut does)."""
+    for length in range(shortest, longest + 1):
+        cut = [name[:length] for name in names]
+        if len(set(cut)) == len(names):
+            return cut
+    return None
+
+
 def format_table(columns: list[Column], rows: list[list[str]], width: int | None = None) -> str:
     """Rows of cells (strings) under the column titles, fitted into `width` characters (None: any width)."""
     shown = list(range(len(columns)))
