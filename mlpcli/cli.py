@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
 import shutil
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -54,23 +54,18 @@ def cli() -> None:
     """
 
 
-class _Names(Sequence):
-    """The sorted names of a registry (`module.attribute`), looked up when first needed, so that `mlp`
-    starts without importing it; for click.Choice."""
+class RegistryChoice(click.Choice):
+    """click.Choice over the sorted names of a registry (`module.attribute`), looked up when first
+    needed, so that `mlp` starts without importing the registry."""
 
     def __init__(self, module: str, attribute: str) -> None:
         self._where = module, attribute
+        self.case_sensitive = True
 
     @functools.cached_property
-    def _names(self) -> list[str]:
+    def choices(self) -> tuple[str, ...]:
         module, attribute = self._where
-        return sorted(getattr(importlib.import_module(module), attribute))
-
-    def __getitem__(self, index):
-        return self._names[index]
-
-    def __len__(self) -> int:
-        return len(self._names)
+        return tuple(sorted(getattr(importlib.import_module(module), attribute)))
 
 
 def _load_config(config: str | None, overrides: tuple[str, ...]):
@@ -148,7 +143,7 @@ def _summary_line(result) -> str:
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
               help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
 @click.option("--data", "data_path", help="Score another dataset with the same classes: its path (sets data.path).")
-@click.option("--source", type=click.Choice(_Names("mlpcli.data", "SOURCES")),
+@click.option("--source", type=RegistryChoice("mlpcli.data", "SOURCES"),
               help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str | None, as_json: bool) -> None:
@@ -234,39 +229,89 @@ def _format_report(report: dict) -> str:
                       "confusion matrix (rows: true class, columns: predicted class)", matrix])
 
 
-@cli.command(short_help="Classify image files with a checkpoint.")
+@cli.command(short_help="Classify image files, folders and globs with a checkpoint.")
 @click.argument("checkpoint", type=click.Path(exists=True))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (all classes).")
-def predict(checkpoint: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
-    """Classify IMAGES with CHECKPOINT (a .npz or a run folder).
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image "
+              "(text output).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write one row per image to this CSV file (- for stdout): image, class, then every class's "
+                   "probability (or score).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per image with every "
+              "class's probability (or score).")
+def predict(checkpoint: str, images: tuple[str, ...], top: int, csv_path: str | None, as_json: bool) -> None:
+    """Classify IMAGES with CHECKPOINT (a .npz or a run folder): image files, folders (walked
+    recursively for .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff files, in sorted order) and glob
+    patterns (quoted, so that mlp expands them; ** matches any depth).
 
-    Each image is resized and converted to the training images' size and mode first. Softmax models
-    print probabilities; hinge (SVM) models print raw class scores.
+    Each image is resized and converted to the training images' size and mode first, and images are
+    read in batches, so any number of files streams through. Softmax models give probabilities,
+    rounded to 4 decimals so that each image's sum to 1; hinge (SVM) models give raw class scores.
+    Only regular files are read. A file that cannot be read is reported on stderr and skipped; the
+    exit code is 0 if at least one image was classified, else 1. The CSV file is written whole, at
+    the end (an earlier file by that name is replaced only then).
 
     \b
       mlp predict runs/default-20261126-101500 cat.jpg dog.png
+      mlp predict runs/default-20261126-101500 ~/photos 'shots/**/*.jpg' --csv labels.csv
     """
-    from mlpcli.data.convert import read_image
-    from mlpcli.predictor import Classifier, softmax
+    from mlpcli.predict import classify, image_files
+    from mlpcli.predictor import Classifier
+    from mlpcli.table import printable
 
+    if as_json and csv_path == "-":
+        raise click.UsageError("--json and --csv - both write to stdout; choose one")
     clf = Classifier.from_checkpoint(checkpoint)
-    height, width, channels = clf.image_shape
-    batch = np.stack([read_image(path, [height, width], "gray" if channels == 1 else "rgb") for path in images])
-    scores = clf.scores(batch)
-    probabilistic = clf.config.loss.name == "softmax"
-    values = softmax(scores) if probabilistic else scores
-    kind, key = ("probability", "probabilities") if probabilistic else ("score", "scores")
+    kind, key = ("probability", "probabilities") if clf.config.loss.name == "softmax" else ("score", "scores")
+    skipped = []
+
+    def skip(path: str, reason: str) -> None:
+        skipped.append(path)
+        tqdm.write(printable(reason if path in reason else f"{path}: {reason}"), file=sys.stderr)
+
+    quiet_stdout = csv_path not in (None, "-") and not as_json      # rows go to the CSV file alone
+    with _csv_writer(csv_path, clf.classes) as write_csv, \
+            tqdm(unit=" images", disable=None if quiet_stdout else True, file=sys.stderr, leave=False) as bar:
+        done = 0
+        for path, values in classify(clf, image_files(images, skip), skip):
+            write_csv(path, clf.classes[int(values.argmax())], values)
+            if as_json:
+                row = {"image": printable(path), "class": clf.classes[int(values.argmax())],
+                       key: dict(zip(clf.classes, values.tolist()))}
+                click.echo(("[\n" if done == 0 else ",\n") + json.dumps(row), nl=False)
+            elif not quiet_stdout and csv_path != "-":
+                best = np.argsort(-values, kind="stable")[:top]
+                shown = ", ".join(f"{clf.classes[i]} {values[i]:.4f}" for i in best)
+                click.echo(printable(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})"))
+            done += 1
+            bar.update()
+        if done == 0:
+            raise MlpError(f"no image could be classified ({len(skipped)} input(s) skipped, see above)"
+                           if skipped else "no image files found in the given folders")
     if as_json:
-        click.echo(json.dumps([{"image": path, "class": clf.classes[int(row.argmax())],
-                                key: dict(zip(clf.classes, np.round(row, 6).tolist()))}
-                               for path, row in zip(images, values)], indent=2))
+        click.echo("\n]")
+    if skipped:
+        click.echo(f"{done} image(s) classified, {len(skipped)} skipped", err=True)
+    if quiet_stdout:
+        click.echo(f"{done} image(s) classified -> {csv_path}", err=True)
+
+
+@contextlib.contextmanager
+def _csv_writer(path: str | None, classes: list[str]):
+    """write(image, class, values) adding a row to the CSV file `path` (- for stdout; None: no CSV).
+    A file is written atomically: it appears, whole, when the block ends without an error."""
+    import csv
+
+    from mlpcli.atomic import atomic_write
+    from mlpcli.table import printable
+
+    if path is None:
+        yield lambda image, name, values: None
         return
-    for path, row in zip(images, values):
-        best = np.argsort(-row, kind="stable")[:top]
-        shown = ", ".join(f"{clf.classes[i]} {row[i]:.3f}" for i in best)
-        click.echo(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})")
+    with (contextlib.nullcontext(click.get_text_stream("stdout")) if path == "-" else atomic_write(path, "w")) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["image", "class", *classes])
+        yield lambda image, name, values: writer.writerow([printable(image), name, *values.tolist()])
 
 
 @cli.command(short_help="Check analytic gradients against numerical ones.")

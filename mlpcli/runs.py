@@ -20,7 +20,7 @@ from mlpcli.errors import MlpError
 from mlpcli.metrics import macro_f1
 from mlpcli.rundir import RunDir
 from mlpcli.schema import flatten, to_dict
-from mlpcli.table import Column, format_table
+from mlpcli.table import Column, format_table, printable
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 SUMMARY_LIMIT = 64 * 2 ** 20        # bytes; a summary of 1,000 classes is about 10 MB
@@ -119,8 +119,8 @@ def run_record(folder: str | Path) -> dict:
         status = "damaged" if wrong else facts["stopped"] or "completed"
     steps = [_seconds(m.get("seconds")) for m in metrics]
     return {
-        "run": _display(folder.name),
-        "name": facts["name"] or _display(folder.name),
+        "run": printable(folder.name),
+        "name": facts["name"] or printable(folder.name),
         "date": facts["date"] or _started(folder),
         "status": status,
         "epochs": facts["epochs"] if facts["epochs"] is not None else len(metrics),
@@ -133,7 +133,7 @@ def run_record(folder: str | Path) -> dict:
         "macro_f1": _split_f1(summary, "val"),
         "best_epoch": facts["best_epoch"],
         "seconds": facts["seconds"] if facts["seconds"] is not None else (sum(s or 0.0 for s in steps) if steps else None),
-        "path": _display(str(folder)),
+        "path": printable(str(folder)),
         "config": config,
     }
 
@@ -223,11 +223,6 @@ def _config_features(config: dict | None) -> list[str]:
             index, _, rest = key[len("features.extractors["):].partition("].")
             names.setdefault(index, rest.split(".")[0])
     return list(names.values())
-
-
-def _display(text: str) -> str:
-    """`text` (a file name, maybe with undecodable bytes) as printable UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def filter_runs(runs: list[dict], match: str) -> list[dict]:

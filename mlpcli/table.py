@@ -19,6 +19,13 @@ class Column:
     drop: int = 0                 # columns with a higher rank are left out first when the table is too wide; 0: never
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on one line: bytes of a file name that are not UTF-8 become U+FFFD,
+    control characters (newlines, escape sequences) "?"."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def elide(text: str, width: int) -> str:
     """`text` cut to `width` characters by replacing its middle with an ellipsis (run names keep their
     beginning and their timestamp)."""
@@ -55,7 +62,7 @@ def format_table(columns: list[Column], rows: list[list[str]], width: int | None
     for cells in [[c.title for c in columns], *rows]:
         parts = []
         for i in shown:
-            text = elide(cells[i], widths[i])
+            text = elide(printable(cells[i]), widths[i])
             parts.append(text.rjust(widths[i]) if columns[i].right else text.ljust(widths[i]))
         lines.append(GAP.join(parts).rstrip())
     return "\n".join(lines)
@@ -66,7 +73,7 @@ def _fit(columns: list[Column], rows: list[list[str]], shown: list[int], width: 
     """Widths of the `shown` columns within `width`, or None if they cannot fit (unless not `strict`:
     then the narrowest). Elidable columns wider than a common cap are cut to it, never below their
     `min_width` (or `floor`); the cap is the largest that fits."""
-    natural = {i: max([len(columns[i].title), *(len(row[i]) for row in rows)]) for i in shown}
+    natural = {i: max([len(printable(columns[i].title)), *(len(printable(row[i])) for row in rows)]) for i in shown}
     if width is None:
         return natural
 
