@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.shell_completion import BashComplete, add_completion_class
 from tqdm import tqdm
 
 from mlpcli import __version__
@@ -68,6 +69,35 @@ class RegistryChoice(click.Choice):
         return tuple(sorted(getattr(importlib.import_module(module), attribute)))
 
 
+def _complete_config_args(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of [CONFIG] [KEY=VALUE]...: a config file first, dotted config keys, and the
+    values of keys that have a fixed set of them."""
+    from click.shell_completion import CompletionItem
+
+    from mlpcli.completion import key_completions, value_completions
+
+    given = ctx.params.get(param.name) or ()
+    if given and (given[-1] == "=" or not incomplete):     # bash splits KEY=VALUE into KEY, "=", VALUE
+        values = value_completions(given[-2] if given[-1] == "=" and len(given) > 1 else given[-1], incomplete)
+        if values is not None:                               # and completes the VALUE alone
+            return [CompletionItem(value) for value in values]
+    key, equals, value = incomplete.partition("=")
+    if equals:
+        return [CompletionItem(f"{key}={choice}") for choice in value_completions(key, value) or []]
+    items = [CompletionItem(item, help=text) for item, text in key_completions(incomplete)]
+    return items + ([CompletionItem(incomplete, type="file")] if not given else [])
+
+
+class _BashComplete(BashComplete):
+    """click's bash completion, without the space after a completed `key=` (the value follows)."""
+
+    source_template = BashComplete.source_template.replace(
+        "COMPREPLY+=($value)", "COMPREPLY+=($value); [[ $value == *= ]] && compopt -o nospace")
+
+
+add_completion_class(_BashComplete, "bash")
+
+
 def _load_config(config: str | None, overrides: tuple[str, ...]):
     from mlpcli.config import load_config
 
@@ -82,7 +112,7 @@ def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ..
 
 
 @cli.command(short_help="Train a network from a YAML config and overrides.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
               help="Continue the run in this folder from its checkpoints/last.npz (with train.epochs=N: to N epochs).")
@@ -315,7 +345,7 @@ def _csv_writer(path: str | None, classes: list[str]):
 
 
 @cli.command(short_help="Check analytic gradients against numerical ones.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
 @click.option("--samples", type=click.IntRange(min=1), help="Check a seeded sample of N entries per parameter "
               "(default: all entries).")
@@ -373,7 +403,7 @@ def _format_gradcheck(rows, threshold: float) -> str:
 
 
 @cli.command(short_help="Extract and cache features; report dimensions and times.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def features(args: tuple[str, ...], quiet: bool) -> None:
     """Extract (and cache) the features CONFIG describes; report their dimensions and times.
@@ -422,12 +452,12 @@ def data() -> None:
     """Get datasets and look inside them."""
 
 
-@data.command(short_help="Download and verify an official dataset archive.")
+@data.command(name="download", short_help="Download and verify an official dataset archive.")
 @click.argument("name", type=click.Choice(["cifar10", "cifar100", "mnist", "fashion-mnist"]))
 @click.option("--dir", "dest_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Folder to unpack into (the dataset lands in DIR/NAME).")
 @click.option("--mirror", metavar="URL", help="Fetch the same files from this base URL instead.")
-def download(name: str, dest_dir: str, mirror: str | None) -> None:
+def download_dataset(name: str, dest_dir: str, mirror: str | None) -> None:
     """Download dataset NAME's official archive, verify its checksums and unpack it.
 
     Prints the folder to use as data.path. An existing folder is left as it is.
@@ -436,9 +466,9 @@ def download(name: str, dest_dir: str, mirror: str | None) -> None:
       mlp data download cifar10            # -> data/cifar10
       mlp train configs/cifar10_pixels.yaml data.source=cifar10 data.path=data/cifar10
     """
-    from mlpcli.data.download import download as fetch
+    from mlpcli.data.download import download
 
-    click.echo(fetch(name, dest_dir, base_url=mirror))
+    click.echo(download(name, dest_dir, base_url=mirror))
 
 
 @data.command(short_help="Describe a dataset on disk.")
@@ -536,3 +566,19 @@ def _table_width(width: int | None) -> int | None:
     if width is not None:
         return width or None
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+@cli.command(short_help="Print the shell completion script for bash, zsh or fish.")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete mlp's commands, options, config files, config keys
+    (KEY=VALUE arguments of train, gradcheck and features) and the values of keys with choices.
+
+    \b
+      eval "$(mlp completion bash)"      # in ~/.bashrc
+      eval "$(mlp completion zsh)"       # in ~/.zshrc
+      mlp completion fish > ~/.config/fish/completions/mlp.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    click.echo(get_completion_class(shell)(cli, {}, "mlp", "_MLP_COMPLETE").source())
