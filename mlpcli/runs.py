@@ -238,6 +238,7 @@ def sort_runs(runs: list[dict], sort_by: str) -> list[dict]:
     runs without a value go last."""
     if sort_by not in SORT_KEYS:
         raise MlpError(f"cannot sort runs by '{sort_by}'; choose one of {', '.join(SORT_KEYS)}")
+    runs = sorted(runs, key=lambda run: run["run"])          # ties stay in folder-name order
     present = [run for run in runs if run[sort_by] is not None]
     missing = [run for run in runs if run[sort_by] is None]
     return sorted(present, key=lambda run: run[sort_by], reverse=sort_by in BEST_FIRST) + missing
@@ -255,15 +256,13 @@ def differing_keys(runs: list[dict]) -> list[str]:
 
 def short_names(keys: list[str]) -> dict[str, str]:
     """Each dotted key by its shortest unique tail: optim.lr → lr, data.shapes.seed → shapes.seed
-    (when seed differs too)."""
+    (when seed differs too); the whole key when no tail is unique."""
     parts = {key: key.split(".") for key in keys}
     names = {}
     for key, path in parts.items():
-        for n in range(1, len(path) + 1):
-            tail = path[-n:]
-            if sum(other[-n:] == tail for other in parts.values()) == 1:
-                names[key] = ".".join(tail)
-                break
+        tails = (path[-n:] for n in range(1, len(path) + 1))
+        unique = (tail for tail in tails if sum(other[-len(tail):] == tail for other in parts.values()) == 1)
+        names[key] = ".".join(next(unique, path))
     return names
 
 
