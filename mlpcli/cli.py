@@ -338,7 +338,7 @@ def _csv_writer(path: str | None, classes: list[str]):
     if path is None:
         yield lambda image, name, values: None
         return
-    with (contextlib.nullcontext(click.get_text_stream("stdout")) if path == "-" else atomic_write(path, "w")) as f:
+    with (contextlib.nullcontext(sys.stdout) if path == "-" else atomic_write(path, "w")) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["image", "class", *classes])
         yield lambda image, name, values: writer.writerow([printable(image), name, *values.tolist()])
@@ -475,7 +475,12 @@ def download_dataset(name: str, dest_dir: str, mirror: str | None) -> None:
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def info(path: str, as_json: bool) -> None:
-    """Describe the dataset at PATH: format, classes, images per split and class, sizes, modes."""
+    """Describe the dataset at PATH: format, classes, images per split and class, sizes, modes.
+
+    \b
+      mlp data info data/cifar10
+      mlp data info ~/photos --json
+    """
     from mlpcli.data.info import describe
 
     facts = describe(path)

@@ -27,7 +27,8 @@ BATCH = 256       # images decoded and classified at a time
 
 def image_files(inputs: Iterable[str], skip: Callable[[str, str], None]) -> Iterator[str]:
     """The image files `inputs` name, in order: a file as it is; a folder's files with an image suffix
-    (.png, .jpg, …), walked recursively in sorted order without following links to folders; a glob
+    (.png, .jpg, …), walked recursively in sorted order (a folder's own files before its subfolders')
+    without following links to folders; a glob
     pattern (`*`, `?`, `[…]`, `**` for any depth) that names no existing file, expanded in sorted order.
     Inputs that name nothing go to `skip(input, reason)`."""
     for item in inputs:
