@@ -269,3 +269,25 @@ def test_compare_shows_differing_keys_and_metrics_side_by_side(tmp_path):
     assert all(len(line) <= 30 for line in format_comparison(comparison, 30).splitlines())
     with pytest.raises(MlpError, match="is not a run folder"):
         compare_runs([a, tmp_path])
+
+
+def test_mlp_runs_and_compare_on_the_command_line(root, tmp_path):
+    from click.testing import CliRunner
+
+    from mlpcli.cli import cli
+
+    runner = CliRunner()
+    narrow = runner.invoke(cli, ["runs", str(root), "--width", "50"])
+    assert narrow.exit_code == 0 and all(len(line) <= 50 for line in narrow.output.splitlines())
+    wide = runner.invoke(cli, ["runs", str(root)])                 # not a terminal: nothing is cut
+    assert max(len(line) for line in wide.output.splitlines()) > 50 and "…" not in wide.output
+    listed = json.loads(runner.invoke(cli, ["runs", str(root), "--json", "--sort", "val_acc"]).output)
+    assert [run["run"] for run in listed][:2] == ["bow-1", "hog-1"]
+    gray = {run["run"]: run["config"]["features.extractors[0].pixels.gray"] for run in listed}
+    assert gray == {"bow-1": None, "hog-1": None, "hog-2": None, "pixels-1": False, "pixels-2": True}
+    compared = runner.invoke(cli, ["compare", str(root / "hog-1"), str(root / "bow-1"), "--json"])
+    assert compared.exit_code == 0 and json.loads(compared.output)["metrics"]["val_acc"] == [0.62, 0.75]
+    one = runner.invoke(cli, ["compare", str(root / "hog-1")])
+    assert one.exit_code == 2 and "give at least two run folders to compare" in one.output
+    notes = runner.invoke(cli, ["compare", str(root / "hog-1"), str(root / "notes")])
+    assert notes.exit_code == 1 and "is not a run folder" in notes.output
