@@ -59,7 +59,7 @@ class RegistryChoice(click.Choice):
     """click.Choice over the sorted names of a registry (`module.attribute`), looked up when first
     needed, so that `mlp` starts without importing the registry."""
 
-    def __init__(self, module: str, attribute: str) -> None:
+    def __init__(self, module: str, attribute: str) -> None:      # click.Choice's would read the names now
         self._where = module, attribute
         self.case_sensitive = True
 
@@ -246,8 +246,7 @@ def _format_report(report: dict) -> str:
     classes = report["classes"]
     per_class = [[name, f"{p:.2%}", f"{r:.2%}", f"{f:.2%}", str(n)] for name, p, r, f, n in zip(
         classes, report["precision"], report["recall"], report["f1"], report["support"])]
-    per_class.append(["(macro average)", f"{np.mean(report['precision']):.2%}", f"{np.mean(report['recall']):.2%}",
-                      f"{report['macro_f1']:.2%}", str(report["samples"])])
+    per_class.append(["(macro F1)", "", "", f"{report['macro_f1']:.2%}", str(report["samples"])])
     columns = [Column("class"), *(Column(title, right=True) for title in ("precision", "recall", "F1", "support"))]
     short, labels = abbreviations(classes), classes
     if short is None:                                  # names too alike to cut: number the classes
@@ -503,8 +502,9 @@ def info(path: str, as_json: bool) -> None:
 def report(run_dir: str) -> None:
     """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
 
-    The page is self-contained next to its PNGs: config, metrics per epoch, training curves,
-    confusion matrices, per-class precision/recall and the most confident validation mistakes.
+    The page shows the config, metrics per epoch, training curves, confusion matrices, per-class
+    precision, recall and F1, and the most confident validation mistakes. It is one self-contained
+    file: every picture is embedded in it, so report.html can be mailed or archived alone.
 
     \b
       mlp report runs/default-20261126-101500

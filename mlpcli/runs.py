@@ -38,6 +38,9 @@ COLUMNS = {      # record key → column; `drop`: left out first when the termin
     "test_acc": Column("test acc", right=True, drop=1),
     "seconds": Column("time", right=True, drop=2),
 }
+COMPARED = (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("val_acc", "val acc"),
+            ("val_loss", "val loss"), ("macro_f1", "val macro F1"), ("test_acc", "test acc"),
+            ("test_loss", "test loss"), ("seconds", "time"))     # record key, row title of `mlp compare`
 
 
 def read_summary(path: str | Path) -> dict:
@@ -73,8 +76,8 @@ def list_runs(root: str | Path) -> list[dict]:
     Each record: run (folder name), name, date (ISO 8601, local time), status ("completed",
     "early_stop", "interrupted", "unfinished" or "damaged"), epochs, features (list of names), model,
     val_acc, test_acc, macro_f1 (of the validation split; fractions or None), val_loss, test_loss,
-    best_epoch, seconds, path, and config: the
-    resolved config as {dotted key: value} (None if config.yaml cannot be read). Plain JSON-ready values.
+    best_epoch, seconds, path, and config: the resolved config as {dotted key: value} (None if
+    config.yaml cannot be read). Plain JSON-ready values.
     """
     root = Path(root)
     if not root.is_dir():
@@ -112,12 +115,12 @@ def run_record(folder: str | Path) -> dict:
         "model": _typed(summary.get("model"), str),
         "val_acc": _split_score(summary, "val", "accuracy"),
         "test_acc": _split_score(summary, "test", "accuracy"),
-        "seconds": _seconds(summary.get("seconds")),
+        "seconds": _nonnegative(summary.get("seconds")),
     }
     if summary:
         wrong = [key for key, value in facts.items() if value is None and key not in ("test_acc",)]
         status = "damaged" if wrong else facts["stopped"] or "completed"
-    steps = [_seconds(m.get("seconds")) for m in metrics]
+    steps = [_nonnegative(m.get("seconds")) for m in metrics]
     return {
         "run": printable(folder.name),
         "name": facts["name"] or printable(folder.name),
@@ -147,7 +150,7 @@ def _count(value) -> int | None:
     return value if value is not None and value >= 0 else None
 
 
-def _seconds(value) -> float | None:
+def _nonnegative(value) -> float | None:
     """A finite non-negative number as a float, else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return None
@@ -155,7 +158,7 @@ def _seconds(value) -> float | None:
 
 
 def _fraction(value) -> float | None:
-    value = _seconds(value)
+    value = _nonnegative(value)
     return value if value is not None and value <= 1 else None
 
 
@@ -169,7 +172,7 @@ def _split_score(summary: dict, split: str, name: str) -> float | None:
     """A split's accuracy (a fraction) or loss (a non-negative number) in a summary, else None."""
     scores = summary.get(split)
     value = scores.get(name) if isinstance(scores, dict) else None
-    return _fraction(value) if name == "accuracy" else _seconds(value)
+    return _fraction(value) if name == "accuracy" else _nonnegative(value)
 
 
 def _split_f1(summary: dict, split: str) -> float | None:
@@ -178,7 +181,7 @@ def _split_f1(summary: dict, split: str) -> float | None:
     confusion = scores.get("confusion") if isinstance(scores, dict) else None
     if not (isinstance(confusion, list) and confusion and all(
             isinstance(row, list) and len(row) == len(confusion)
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in row) for row in confusion)):
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 62 for n in row) for row in confusion)):
         return None
     return round(macro_f1(confusion), 6)
 
@@ -323,11 +326,6 @@ def format_duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-COMPARED = (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("val_acc", "val acc"),
-            ("val_loss", "val loss"), ("macro_f1", "val macro F1"), ("test_acc", "test acc"),
-            ("test_loss", "test loss"), ("seconds", "time"))
 
 
 def compare_runs(folders: list[str | Path]) -> dict:
