@@ -66,7 +66,7 @@ def test_completion_prints_a_script_that_calls_mlp_back(shell):
 
 
 def test_a_real_shell_round_trip():
-    done = subprocess.run([sys.executable, "-c", "from mlpcli.cli import main; main()"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "mlpcli"], capture_output=True,
                           text=True, timeout=60, env={"_MLP_COMPLETE": "bash_complete", "COMP_WORDS": "mlp train model.act",
                                                       "COMP_CWORD": "2", "PATH": ""})
     assert done.returncode == 0 and done.stdout.splitlines() == ["plain,model.activation=", "file,model.act"]
