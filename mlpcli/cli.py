@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
+from click.shell_completion import BashComplete, add_completion_class
 from tqdm import tqdm
 
 from mlpcli import __version__
@@ -50,6 +55,49 @@ def cli() -> None:
     """
 
 
+class RegistryChoice(click.Choice):
+    """click.Choice over the sorted names of a registry (`module.attribute`), looked up when first
+    needed, so that `mlp` starts without importing the registry."""
+
+    def __init__(self, module: str, attribute: str) -> None:      # click.Choice's would read the names now
+        self._where = module, attribute
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:
+        module, attribute = self._where
+        return tuple(sorted(getattr(importlib.import_module(module), attribute)))
+
+
+def _complete_config_args(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of [CONFIG] [KEY=VALUE]...: a config file first, dotted config keys, and the
+    values of keys that have a fixed set of them."""
+    from click.shell_completion import CompletionItem
+
+    from mlpcli.completion import key_completions, value_completions
+
+    given = ctx.params.get(param.name) or ()
+    if given and (given[-1] == "=" or not incomplete):     # bash splits KEY=VALUE into KEY, "=", VALUE
+        values = value_completions(given[-2] if given[-1] == "=" and len(given) > 1 else given[-1], incomplete)
+        if values is not None:                               # and completes the VALUE alone
+            return [CompletionItem(value) for value in values]
+    key, equals, value = incomplete.partition("=")
+    if equals:
+        return [CompletionItem(f"{key}={choice}") for choice in value_completions(key, value) or []]
+    items = [CompletionItem(item, help=text) for item, text in key_completions(incomplete)]
+    return items + ([CompletionItem(incomplete, type="file")] if not given else [])
+
+
+class _BashComplete(BashComplete):
+    """click's bash completion, without the space after a completed `key=` (the value follows)."""
+
+    source_template = BashComplete.source_template.replace(
+        "COMPREPLY+=($value)", "COMPREPLY+=($value); [[ $value == *= ]] && compopt -o nospace")
+
+
+add_completion_class(_BashComplete, "bash")
+
+
 def _load_config(config: str | None, overrides: tuple[str, ...]):
     from mlpcli.config import load_config
 
@@ -64,7 +112,7 @@ def _split_config_args(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ..
 
 
 @cli.command(short_help="Train a network from a YAML config and overrides.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: <output.dir>/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
               help="Continue the run in this folder from its checkpoints/last.npz (with train.epochs=N: to N epochs).")
@@ -125,10 +173,12 @@ def _summary_line(result) -> str:
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
               help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
 @click.option("--data", "data_path", help="Score another dataset with the same classes: its path (sets data.path).")
-@click.option("--source", help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
+@click.option("--source", type=RegistryChoice("mlpcli.data", "SOURCES"),
+              help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str | None, as_json: bool) -> None:
-    """Score CHECKPOINT (a .npz, or a run folder: its best.npz) on a dataset split.
+    """Score CHECKPOINT (a .npz, or a run folder: its best.npz) on a dataset split: accuracy, per-class
+    precision, recall, F1 and support, macro F1, and the confusion matrix.
 
     Features and network are rebuilt from the checkpoint alone; the split is drawn from the
     checkpoint's data config with its seed, so `val` is the very validation split of training.
@@ -137,16 +187,21 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
       mlp eval runs/default-20261126-101500
       mlp eval model.npz --data ~/photos --source folder --json
     """
-    from mlpcli.data import load_splits
+    from mlpcli.data import BUILT_IN, SOURCES, load_splits
     from mlpcli.metrics import classification_report
     from mlpcli.predictor import Classifier
 
-    clf = Classifier.from_checkpoint(checkpoint, progress=True)
-    cfg = clf.config
     if source is not None and data_path is None:
         raise click.UsageError("--source goes with --data")
+    clf = Classifier.from_checkpoint(checkpoint, progress=True)
+    cfg = clf.config
     if data_path is not None:
-        cfg.data.path, cfg.data.source = data_path, source or cfg.data.source
+        source = source or cfg.data.source
+        if source in BUILT_IN:
+            reading = ", ".join(name for name in sorted(SOURCES) if name not in BUILT_IN)
+            raise click.UsageError(f"--data: the '{source}' source makes its own images and reads no path; "
+                                   f"say what {data_path} holds with --source ({reading})")
+        cfg.data.path, cfg.data.source = data_path, source
         cfg.data.val_fraction, cfg.data.limit = 0.0, None
     splits = load_splits(cfg)
     if split is None:
@@ -185,54 +240,111 @@ def _match_classes(data, classes: list[str]):
 
 
 def _format_report(report: dict) -> str:
+    """The eval result as text: accuracy, a per-class table and the confusion matrix with class columns."""
+    from mlpcli.table import Column, abbreviations, format_table
+
     classes = report["classes"]
-    width = max(len(name) for name in classes)
-    lines = [f"{report['split']} split, {report['samples']} images: accuracy {report['accuracy']:.2%}", "",
-             f"{'class':<{width}}  precision  recall"]
-    lines += [f"{name:<{width}}  {p:9.2%}  {r:6.2%}" for name, p, r in zip(classes, report["precision"], report["recall"])]
-    cell = max(5, len(str(max(max(row) for row in report["confusion"]))) + 1)
-    lines += ["", "confusion matrix (rows: true class, columns: predicted, in class order above)"]
-    lines += [f"{name:<{width}} " + "".join(f"{n:>{cell}}" for n in row) for name, row in zip(classes, report["confusion"])]
-    return "\n".join(lines)
+    per_class = [[name, f"{p:.2%}", f"{r:.2%}", f"{f:.2%}", str(n)] for name, p, r, f, n in zip(
+        classes, report["precision"], report["recall"], report["f1"], report["support"])]
+    per_class.append(["(macro F1)", "", "", f"{report['macro_f1']:.2%}", str(report["samples"])])
+    columns = [Column("class"), *(Column(title, right=True) for title in ("precision", "recall", "F1", "support"))]
+    short, labels = abbreviations(classes), classes
+    if short is None:                                  # names too alike to cut: number the classes
+        short, labels = [str(i) for i in range(len(classes))], [f"{i} {name}" for i, name in enumerate(classes)]
+    matrix = format_table([Column("true \\ predicted"), *(Column(title, right=True) for title in short)],
+                          [[label, *map(str, row)] for label, row in zip(labels, report["confusion"])])
+    return "\n".join([f"{report['split']} split, {report['samples']} images: accuracy {report['accuracy']:.2%}, "
+                      f"macro F1 {report['macro_f1']:.2%}", "", format_table(columns, per_class), "",
+                      "confusion matrix (rows: true class, columns: predicted class)", matrix])
 
 
-@cli.command(short_help="Classify image files with a checkpoint.")
+@cli.command(short_help="Classify image files, folders and globs with a checkpoint.")
 @click.argument("checkpoint", type=click.Path(exists=True))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (all classes).")
-def predict(checkpoint: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
-    """Classify IMAGES with CHECKPOINT (a .npz or a run folder).
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top", default=3, show_default=True, type=click.IntRange(min=1), help="Classes shown per image "
+              "(text output).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write one row per image to this CSV file (- for stdout): image, class, then every class's "
+                   "probability (or score).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per image with every "
+              "class's probability (or score).")
+def predict(checkpoint: str, images: tuple[str, ...], top: int, csv_path: str | None, as_json: bool) -> None:
+    """Classify IMAGES with CHECKPOINT (a .npz or a run folder): image files, folders (walked
+    recursively for .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff files, in sorted order) and glob
+    patterns (quoted, so that mlp expands them; ** matches any depth).
 
-    Each image is resized and converted to the training images' size and mode first. Softmax models
-    print probabilities; hinge (SVM) models print raw class scores.
+    Each image is resized and converted to the training images' size and mode first, and images are
+    read in batches, so any number of files streams through. Softmax models give probabilities,
+    rounded to 4 decimals so that each image's sum to 1; hinge (SVM) models give raw class scores.
+    Only regular files are read. A file that cannot be read is reported on stderr and skipped; the
+    exit code is 0 if at least one image was classified, else 1. The CSV file is written whole, at
+    the end (an earlier file by that name is replaced only then).
 
     \b
       mlp predict runs/default-20261126-101500 cat.jpg dog.png
+      mlp predict runs/default-20261126-101500 ~/photos 'shots/**/*.jpg' --csv labels.csv
     """
-    from mlpcli.data.convert import read_image
-    from mlpcli.predictor import Classifier, softmax
+    from mlpcli.predict import classify, image_files
+    from mlpcli.predictor import Classifier
+    from mlpcli.table import printable
 
+    if as_json and csv_path == "-":
+        raise click.UsageError("--json and --csv - both write to stdout; choose one")
     clf = Classifier.from_checkpoint(checkpoint)
-    height, width, channels = clf.image_shape
-    batch = np.stack([read_image(path, [height, width], "gray" if channels == 1 else "rgb") for path in images])
-    scores = clf.scores(batch)
-    probabilistic = clf.config.loss.name == "softmax"
-    values = softmax(scores) if probabilistic else scores
-    kind, key = ("probability", "probabilities") if probabilistic else ("score", "scores")
+    kind, key = ("probability", "probabilities") if clf.config.loss.name == "softmax" else ("score", "scores")
+    skipped = []
+
+    def skip(path: str, reason: str) -> None:
+        skipped.append(path)
+        tqdm.write(printable(reason if path in reason else f"{path}: {reason}"), file=sys.stderr)
+
+    quiet_stdout = csv_path not in (None, "-") and not as_json      # rows go to the CSV file alone
+    with _csv_writer(csv_path, clf.classes) as write_csv, \
+            tqdm(unit=" images", disable=None if quiet_stdout else True, file=sys.stderr, leave=False) as bar:
+        done = 0
+        for path, values in classify(clf, image_files(images, skip), skip):
+            write_csv(path, clf.classes[int(values.argmax())], values)
+            if as_json:
+                row = {"image": printable(path), "class": clf.classes[int(values.argmax())],
+                       key: dict(zip(clf.classes, values.tolist()))}
+                click.echo(("[\n" if done == 0 else ",\n") + json.dumps(row), nl=False)
+            elif not quiet_stdout and csv_path != "-":
+                best = np.argsort(-values, kind="stable")[:top]
+                shown = ", ".join(f"{clf.classes[i]} {values[i]:.4f}" for i in best)
+                click.echo(printable(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})"))
+            done += 1
+            bar.update()
+        if done == 0:
+            raise MlpError(f"no image could be classified ({len(skipped)} input(s) skipped, see above)"
+                           if skipped else "no image files found in the given folders")
     if as_json:
-        click.echo(json.dumps([{"image": path, "class": clf.classes[int(row.argmax())],
-                                key: dict(zip(clf.classes, np.round(row, 6).tolist()))}
-                               for path, row in zip(images, values)], indent=2))
+        click.echo("\n]")
+    if skipped:
+        click.echo(f"{done} image(s) classified, {len(skipped)} skipped", err=True)
+    if quiet_stdout:
+        click.echo(f"{done} image(s) classified -> {csv_path}", err=True)
+
+
+@contextlib.contextmanager
+def _csv_writer(path: str | None, classes: list[str]):
+    """write(image, class, values) adding a row to the CSV file `path` (- for stdout; None: no CSV).
+    A file is written atomically: it appears, whole, when the block ends without an error."""
+    import csv
+
+    from mlpcli.atomic import atomic_write
+    from mlpcli.table import printable
+
+    if path is None:
+        yield lambda image, name, values: None
         return
-    for path, row in zip(images, values):
-        best = np.argsort(-row, kind="stable")[:top]
-        shown = ", ".join(f"{clf.classes[i]} {row[i]:.3f}" for i in best)
-        click.echo(f"{path}: {clf.classes[best[0]]}  ({kind}: {shown})")
+    with (contextlib.nullcontext(sys.stdout) if path == "-" else atomic_write(path, "w")) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["image", "class", *classes])
+        yield lambda image, name, values: writer.writerow([printable(image), name, *values.tolist()])
 
 
 @cli.command(short_help="Check analytic gradients against numerical ones.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
 @click.option("--samples", type=click.IntRange(min=1), help="Check a seeded sample of N entries per parameter "
               "(default: all entries).")
@@ -294,7 +406,7 @@ def _format_gradcheck(rows, threshold: float) -> str:
 
 
 @cli.command(short_help="Extract and cache features; report dimensions and times.")
-@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def features(args: tuple[str, ...], quiet: bool) -> None:
     """Extract (and cache) the features CONFIG describes; report their dimensions and times.
@@ -331,12 +443,12 @@ def data() -> None:
     """Get datasets and look inside them."""
 
 
-@data.command(short_help="Download and verify an official dataset archive.")
+@data.command(name="download", short_help="Download and verify an official dataset archive.")
 @click.argument("name", type=click.Choice(["cifar10", "cifar100", "mnist", "fashion-mnist"]))
 @click.option("--dir", "dest_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Folder to unpack into (the dataset lands in DIR/NAME).")
 @click.option("--mirror", metavar="URL", help="Fetch the same files from this base URL instead.")
-def download(name: str, dest_dir: str, mirror: str | None) -> None:
+def download_dataset(name: str, dest_dir: str, mirror: str | None) -> None:
     """Download dataset NAME's official archive, verify its checksums and unpack it.
 
     Prints the folder to use as data.path. An existing folder is left as it is.
@@ -345,16 +457,21 @@ def download(name: str, dest_dir: str, mirror: str | None) -> None:
       mlp data download cifar10            # -> data/cifar10
       mlp train configs/cifar10_pixels.yaml data.source=cifar10 data.path=data/cifar10
     """
-    from mlpcli.data.download import download as fetch
+    from mlpcli.data.download import download
 
-    click.echo(fetch(name, dest_dir, base_url=mirror))
+    click.echo(download(name, dest_dir, base_url=mirror))
 
 
 @data.command(short_help="Describe a dataset on disk.")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def info(path: str, as_json: bool) -> None:
-    """Describe the dataset at PATH: format, classes, images per split and class, sizes, modes."""
+    """Describe the dataset at PATH: format, classes, images per split and class, sizes, modes.
+
+    \b
+      mlp data info data/cifar10
+      mlp data info ~/photos --json
+    """
     from mlpcli.data.info import describe
 
     facts = describe(path)
@@ -377,8 +494,9 @@ def info(path: str, as_json: bool) -> None:
 def report(run_dir: str) -> None:
     """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
 
-    The page is self-contained next to its PNGs: config, metrics per epoch, training curves,
-    confusion matrices, per-class precision/recall and the most confident validation mistakes.
+    The page shows the config, metrics per epoch, training curves, confusion matrices, per-class
+    precision, recall and F1, and the most confident validation mistakes. It is one self-contained
+    file: every picture is embedded in it, so report.html can be mailed or archived alone.
 
     \b
       mlp report runs/default-20261126-101500
@@ -388,23 +506,76 @@ def report(run_dir: str) -> None:
     click.echo(write_report(run_dir))
 
 
-@cli.command(short_help="List runs: name, date, features, model, accuracy, time.")
+@cli.command(short_help="List runs, with a column for each config key that differs.")
 @click.argument("directory", default="runs", type=click.Path(file_okay=False))
 @click.option("--sort", "sort_by", type=click.Choice(["date", "name", "status", "epochs", "val_acc", "test_acc",
                                                       "seconds"]), default="date", show_default=True,
               help="Order of the rows (accuracies best first).")
 @click.option("--filter", "match", help="Only runs whose name, features, model or status contain this text.")
+@click.option("--width", type=click.IntRange(min=0), help="Fit the table into this many columns (default: the "
+              "terminal's width; no limit when the output is not a terminal; 0: no limit).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
-def runs(directory: str, sort_by: str, match: str | None, as_json: bool) -> None:
-    """List the runs in DIRECTORY (default: runs/): name, date, features, model, accuracy, time.
+def runs(directory: str, sort_by: str, match: str | None, width: int | None, as_json: bool) -> None:
+    """List the runs in DIRECTORY (default: runs/), or the trials of a sweep folder: name, date, status,
+    epochs, features, model, accuracies, time, and one column per config key that differs among them.
+
+    Runs that are still going or were killed show as "unfinished" with their best validation accuracy
+    so far; folders whose files are damaged show as "damaged". On a narrow terminal long names are
+    shortened in the middle and the least important columns left out (--width 0 shows everything).
 
     \b
       mlp runs --sort val_acc --filter hog
+      mlp runs sweeps/lr-reg-20261126-101500      # one row per trial, the swept keys as columns
     """
-    from mlpcli.runs import filter_runs, format_runs, list_runs, sort_runs
+    from mlpcli.runs import filter_runs, format_runs, list_runs, runs_json, sort_runs
 
     found = list_runs(directory)
     if match:
         found = filter_runs(found, match)
     found = sort_runs(found, sort_by)
-    click.echo(json.dumps(found, indent=2) if as_json else format_runs(found))
+    click.echo(json.dumps(runs_json(found), indent=2) if as_json else format_runs(found, _table_width(width)))
+
+
+@cli.command(short_help="Compare runs side by side: differing config keys and metrics.")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN RUN...",
+                type=click.Path(exists=True, file_okay=False))
+@click.option("--width", type=click.IntRange(min=0), help="Fit the table into this many columns (default: the "
+              "terminal's width; no limit when the output is not a terminal; 0: no limit).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_dirs: tuple[str, ...], width: int | None, as_json: bool) -> None:
+    """Show the config keys that differ among the RUN folders and their metrics side by side: status,
+    epochs, best epoch, validation accuracy, loss and macro F1, test accuracy and loss, time.
+
+    \b
+      mlp compare runs/default-20261126-101500 runs/default-20261126-104210
+      mlp compare sweeps/lr-reg-20261126-101500/runs/* --json
+    """
+    from mlpcli.runs import compare_runs, format_comparison
+
+    if len(run_dirs) < 2:
+        raise click.UsageError("give at least two run folders to compare")
+    comparison = compare_runs(list(run_dirs))
+    click.echo(json.dumps(comparison, indent=2) if as_json else format_comparison(comparison, _table_width(width)))
+
+
+def _table_width(width: int | None) -> int | None:
+    """The width a table is fitted into: --width (0: no limit), else the terminal's, if stdout is one."""
+    if width is not None:
+        return width or None
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+@cli.command(short_help="Print the shell completion script for bash, zsh or fish.")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the script that makes SHELL complete mlp's commands, options, config files, config keys
+    (KEY=VALUE arguments of train, gradcheck and features) and the values of keys with choices.
+
+    \b
+      eval "$(mlp completion bash)"      # in ~/.bashrc
+      eval "$(mlp completion zsh)"       # in ~/.zshrc
+      mlp completion fish > ~/.config/fish/completions/mlp.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    click.echo(get_completion_class(shell)(cli, {}, "mlp", "_MLP_COMPLETE").source())

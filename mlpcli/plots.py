@@ -20,6 +20,7 @@ from mlpcli.errors import MlpError
 from mlpcli.predictor import Classifier
 from mlpcli.rundir import RunDir
 from mlpcli.runs import read_summary
+from mlpcli.table import elide
 
 DPI = 100
 STYLE = {
@@ -33,9 +34,10 @@ STYLE = {
     "legend.frameon": False,
     "savefig.facecolor": "white",
 }
-TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
+TRAIN_COLOR, VAL_COLOR, BEST_COLOR, L2_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
 SHARE_GAMMA = 0.5       # confusion colours ∝ share**γ, so that small confusions stay visible
 TEMPLATE_BORDER = 0.25  # gray level of the lines between weight tiles
+CAPTION_PX = 14         # room under a class template for its name
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -56,30 +58,42 @@ def training_curves(metrics: list[dict], path: str | Path, title: str | None = N
     """Loss and accuracy per epoch, train and validation, side by side; the best validation epoch marked.
 
     metrics: one dict per epoch with "epoch", "train_loss", "train_acc" and, when there is a
-    validation split, "val_loss", "val_acc" (accuracies as fractions).
+    validation split, "val_loss", "val_acc" (accuracies as fractions). Rows that also carry
+    "train_data_loss", "val_data_loss" and "l2" (λ·ΣW²) get the data loss and the L2 term drawn
+    apart, in panels of their own scale; older rows without them get the total loss.
     """
     if not metrics:
         raise MlpError(f"no epochs to plot for {path}: the metrics list is empty")
     epochs = [m["epoch"] for m in metrics]
     has_val = all(m.get("val_acc") is not None for m in metrics)
     best = max(metrics, key=lambda m: m["val_acc"]) if has_val else None
+    apart = any("l2" in m for m in metrics)
     marker = "o" if len(epochs) <= 30 else None
+
+    def series(key: str) -> list[float]:
+        return [np.nan if m.get(key) is None else m[key] for m in metrics]
+
     with matplotlib.rc_context(STYLE):
-        fig = _figure(11, 4.2)
-        loss_ax, acc_ax = fig.subplots(1, 2)
-        for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
-            ax.plot(epochs, [m[f"train_{key}"] for m in metrics], color=TRAIN_COLOR, marker=marker, ms=3,
-                    label="train")
+        fig = _figure(14.5 if apart else 11, 4.2)
+        axes = fig.subplots(1, 3 if apart else 2)
+        loss_key, loss_label = ("data_loss", "data loss") if apart else ("loss", "loss")
+        for ax, key, label in ((axes[0], loss_key, loss_label), (axes[-1], "acc", "accuracy")):
+            ax.plot(epochs, series(f"train_{key}"), color=TRAIN_COLOR, marker=marker, ms=3, label="train")
             if has_val:
-                ax.plot(epochs, [m[f"val_{key}"] for m in metrics], color=VAL_COLOR, marker=marker, ms=3,
-                        label="validation")
-                ax.axvline(best["epoch"], color=BEST_COLOR, ls="--", lw=1,
-                           label=f"best epoch {best['epoch']}")
-            ax.set_xlabel("epoch")
+                ax.plot(epochs, series(f"val_{key}"), color=VAL_COLOR, marker=marker, ms=3, label="validation")
             ax.set_ylabel(label)
             ax.set_title(f"{label} per epoch")
+        if apart:
+            axes[1].plot(epochs, series("l2"), color=L2_COLOR, marker=marker, ms=3)
+            axes[1].set_ylabel("λ·ΣW²")
+            axes[1].set_title("L2 term of the loss per epoch")
+        for ax in axes:
+            if has_val:
+                ax.axvline(best["epoch"], color=BEST_COLOR, ls="--", lw=1, label=f"best epoch {best['epoch']}")
+            ax.set_xlabel("epoch")
             ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        acc_ax = axes[-1]
         if has_val:
             acc_ax.plot(best["epoch"], best["val_acc"], "*", color=BEST_COLOR, ms=12, zorder=3,
                         label=f"best validation {best['val_acc']:.1%}")
@@ -91,7 +105,7 @@ def training_curves(metrics: list[dict], path: str | Path, title: str | None = N
         return _save(fig, path)
 
 
-def confusion_matrix(confusion, classes: list[str], path: str | Path, title: str = "Confusion matrix") -> Path:
+def confusion_heatmap(confusion, classes: list[str], path: str | Path, title: str = "Confusion matrix") -> Path:
     """A C×C confusion matrix (rows = true class): counts as text, colour = share of the true class
     (on a square-root scale, so that confusions of a few percent show).
 
@@ -134,17 +148,22 @@ def confusion_matrix(confusion, classes: list[str], path: str | Path, title: str
         return _save(fig, path)
 
 
-def weight_templates(W: np.ndarray, image_shape, path: str | Path, max_tiles: int = 100) -> Path:
+def weight_templates(W: np.ndarray, image_shape, path: str | Path, max_tiles: int = 100,
+                     classes: list[str] | None = None) -> Path:
     """First-layer weights as image tiles: column h of W (D, H) reshaped to image_shape (h, w, c).
 
     One tile per hidden unit (the first `max_tiles`), each rescaled to its own min..max, laid out in a
-    near-square grid with thin borders; pixels are enlarged by a whole factor so they stay sharp.
+    near-square grid with thin borders; pixels are enlarged by a whole factor so they stay sharp. For a
+    linear classifier the columns are classes: pass their names as `classes` to title the picture
+    "class templates" and write each class's name under its tile.
     """
     W = np.asarray(W, dtype=np.float64)
     height, width, channels = image_shape
     if W.ndim != 2 or W.shape[0] != height * width * channels:
         raise MlpError(f"weights of shape {W.shape} cannot be shown as {height}×{width}×{channels} templates "
                        f"(need {height * width * channels} rows): only raw-pixel features make image tiles")
+    if classes is not None and len(classes) != W.shape[1]:
+        raise MlpError(f"{len(classes)} class names for {W.shape[1]} weight columns in {path}")
     count = min(W.shape[1], max_tiles)
     tiles = W[:, :count].T.reshape(count, height, width, channels)
     low = tiles.min(axis=(1, 2, 3), keepdims=True)
@@ -156,30 +175,41 @@ def weight_templates(W: np.ndarray, image_shape, path: str | Path, max_tiles: in
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    border = 2
-    tile_h, tile_w = height * scale + border, width * scale + border
+    border, caption = 2, (CAPTION_PX if classes is not None else 0)
+    tile_h, tile_w = height * scale + border + caption, width * scale + border
     mosaic = np.ones((rows * tile_h + border, columns * tile_w + border, 3))
     for k, tile in enumerate(tiles):
         top, left = border + (k // columns) * tile_h, border + (k % columns) * tile_w
-        mosaic[top - border:top + tile_h, left - border:left + tile_w] = TEMPLATE_BORDER
+        mosaic[top - border:top + height * scale + border, left - border:left + tile_w] = TEMPLATE_BORDER
         mosaic[top:top + height * scale, left:left + width * scale] = tile
     heading = 48
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(max(mosaic.shape[1], 480) / DPI, (mosaic.shape[0] + heading) / DPI), dpi=DPI)
         FigureCanvasAgg(fig)
-        fig.figimage(mosaic, xo=(fig.bbox.width - mosaic.shape[1]) // 2, yo=0, origin="upper")
-        fig.text(0.5, 1 - 14 / fig.bbox.height, f"First-layer weights: {count} of {W.shape[1]} hidden units",
-                 ha="center", va="top", fontsize=11)
-        fig.text(0.5, 1 - 32 / fig.bbox.height,
-                 f"one {height}×{width} template per unit, each scaled to its own min..max",
-                 ha="center", va="top", fontsize=9, color="dimgray")
+        fig_w, fig_h = fig.bbox.width, fig.bbox.height
+        xo = (fig_w - mosaic.shape[1]) // 2
+        fig.figimage(mosaic, xo=xo, yo=0, origin="upper")
+        if classes is None:
+            what = f"First-layer weights: {count} of {W.shape[1]} hidden units"
+            how = f"one {height}×{width} template per unit, each scaled to its own min..max"
+        else:
+            what = f"Class templates of the linear classifier: {count} of {W.shape[1]} classes"
+            how = f"each class's {height}×{width} weights, scaled to their own min..max"
+            for k, name in enumerate(classes[:count]):
+                top, left = border + (k // columns) * tile_h, border + (k % columns) * tile_w
+                x, y = xo + left + width * scale / 2, mosaic.shape[0] - (top + height * scale + 2)
+                fig.text(x / fig_w, y / fig_h, elide(name, max(4, width * scale // 6)), ha="center", va="top",
+                         fontsize=8)
+        fig.text(0.5, 1 - 14 / fig_h, what, ha="center", va="top", fontsize=11)
+        fig.text(0.5, 1 - 32 / fig_h, how, ha="center", va="top", fontsize=9, color="dimgray")
         return _save(fig, path)
 
 
-def hog_glyphs(images: np.ndarray, hog_cfg, path: str | Path, max_images: int = 6) -> Path:
-    """Sample images (N, H, W, C) uint8 above their HOG glyphs (skimage.feature.hog(visualize=True)).
+def hog_glyphs(images: np.ndarray, hog_cfgs: list, path: str | Path, max_images: int = 6) -> Path:
+    """Sample images (N, H, W, C) uint8 above their HOG glyphs (skimage.feature.hog(visualize=True)),
+    one row of glyphs per HOG extractor.
 
-    hog_cfg: the HOG extractor's options (mlpcli.features.hog.HogConfig); each glyph star shows one
+    hog_cfgs: the HOG extractors' options (mlpcli.features.hog.HogConfig); each glyph star shows one
     cell's orientation histogram, computed on the image the extractor sees (gray or all channels).
     """
     from skimage.color import rgb2gray
@@ -189,28 +219,34 @@ def hog_glyphs(images: np.ndarray, hog_cfg, path: str | Path, max_images: int = 
     if images.ndim != 4 or len(images) == 0:
         raise MlpError(f"HOG glyphs for {path} need images of shape (N, H, W, C) with N ≥ 1, "
                        f"got {np.shape(images)}")
-    cell = hog_cfg.pixels_per_cell
+    if not hog_cfgs:
+        raise MlpError(f"HOG glyphs for {path} need at least one HOG extractor's options")
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-        fig = _figure(1.8 * max(len(images), 3), 4.2)
-        axes = fig.subplots(2, len(images), squeeze=False)
+        fig = _figure(1.8 * max(len(images), 3), 2.1 * (1 + len(hog_cfgs)))
+        axes = fig.subplots(1 + len(hog_cfgs), len(images), squeeze=False)
         for k, image in enumerate(images):
             color = image.shape[2] == 3
-            seen = rgb2gray(image) if color and hog_cfg.color == "gray" else image if color else image[..., 0]
-            _, glyphs = hog(seen, orientations=hog_cfg.orientations, pixels_per_cell=(cell, cell),
-                            cells_per_block=(hog_cfg.cells_per_block,) * 2, block_norm=hog_cfg.block_norm,
-                            transform_sqrt=hog_cfg.transform_sqrt, visualize=True,
-                            channel_axis=-1 if seen.ndim == 3 else None)
             axes[0, k].imshow(image if color else image[..., 0], cmap=None if color else "gray",
                               interpolation="nearest")
-            axes[1, k].imshow(glyphs, cmap="gray", interpolation="nearest")
+            for row, cfg in enumerate(hog_cfgs, start=1):
+                seen = rgb2gray(image) if color and cfg.color == "gray" else image if color else image[..., 0]
+                cell = cfg.pixels_per_cell
+                _, glyphs = hog(seen, orientations=cfg.orientations, pixels_per_cell=(cell, cell),
+                                cells_per_block=(cfg.cells_per_block,) * 2, block_norm=cfg.block_norm,
+                                transform_sqrt=cfg.transform_sqrt, visualize=True,
+                                channel_axis=-1 if seen.ndim == 3 else None)
+                axes[row, k].imshow(glyphs, cmap="gray", interpolation="nearest")
             for ax in axes[:, k]:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.spines[:].set_visible(False)
         axes[0, 0].set_ylabel("image")
-        axes[1, 0].set_ylabel("HOG glyphs")
-        fig.suptitle(f"What the network sees: HOG, {hog_cfg.orientations} orientations, "
-                     f"{cell}×{cell}-pixel cells")
+        for row, cfg in enumerate(hog_cfgs, start=1):
+            number = f" {row}" if len(hog_cfgs) > 1 else ""
+            axes[row, 0].set_ylabel(f"HOG{number}: {cfg.orientations} bins,\n"
+                                    f"{cfg.pixels_per_cell}×{cfg.pixels_per_cell} cells, {cfg.color}", fontsize=8)
+        fig.suptitle("What the network sees: HOG glyphs" + (f" of {len(hog_cfgs)} extractors" if len(hog_cfgs) > 1
+                                                           else ""))
         return _save(fig, path)
 
 
@@ -232,7 +268,7 @@ def write_run_plots(run_dir: str | Path, classifier: Classifier | None = None,
         summary = read_summary(run.summary)
         for split, label in (("val", "validation"), ("test", "test")):
             if split in summary:
-                written.append(confusion_matrix(
+                written.append(confusion_heatmap(
                     summary[split]["confusion"], summary["classes"], run.path / f"confusion_{split}.png",
                     title=f"Confusion matrix, {label} split (accuracy {summary[split]['accuracy']:.1%})"))
     if classifier is None and run.best.exists():
@@ -244,10 +280,12 @@ def write_run_plots(run_dir: str | Path, classifier: Classifier | None = None,
         W = classifier.model.params["layer0.W"]
         if classifier.pipeline.std is not None:
             W = W / classifier.pipeline.std[:, None]     # the template on raw pixels, before standardizing
-        written.append(weight_templates(W, template_shape, run.path / "weight_templates.png"))
-    hog_specs = [spec for spec in classifier.config.features.extractors if spec.name == "hog"]
-    if hog_specs and samples is not None and len(samples):
-        written.append(hog_glyphs(samples, hog_specs[0].cfg, run.path / "hog_glyphs.png"))
+        linear = not classifier.config.model.hidden      # its weight columns are the classes
+        written.append(weight_templates(W, template_shape, run.path / "weight_templates.png",
+                                        classes=list(classifier.classes) if linear else None))
+    hog_cfgs = [spec.cfg for spec in classifier.config.features.extractors if spec.name == "hog"]
+    if hog_cfgs and samples is not None and len(samples):
+        written.append(hog_glyphs(samples, hog_cfgs, run.path / "hog_glyphs.png"))
     return written
 
 

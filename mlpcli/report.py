@@ -1,13 +1,16 @@
 """`report.html`: one page showing a run — summary, plots, metrics per epoch, per-class precision and
 recall, the validation images the network got most confidently wrong, and the resolved config.
 
-The page carries its CSS inline and refers to PNG files in the run folder by relative path (the plots
-next to it, thumbnails in RUN/report/), so the run folder is the unit to copy or archive.
+The page is self-contained: its CSS is inline and every picture (the plots, which are also written as
+PNG files beside it, and the thumbnails of the mistakes) is embedded as a data: URI, so report.html
+alone can be mailed, archived or opened anywhere.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +21,12 @@ from mlpcli.atomic import write_text_atomic
 from mlpcli.data import load_splits
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import MlpError
-from mlpcli.metrics import confusion_matrix
+from mlpcli.metrics import confusion_matrix, macro_f1, per_class
 from mlpcli.predictor import Classifier, softmax
 from mlpcli.rundir import RunDir
 from mlpcli.runs import format_duration, read_summary
 from mlpcli.seeding import generators
 
-THUMBNAILS = "report"    # folder in the run for the example thumbnails
 HOG_SAMPLES = 6
 
 CSS = """
@@ -70,14 +72,14 @@ def write_report(run_dir: str | Path, classifier: Classifier | None = None, val:
     _check_same_split(val, scores, summary, run)
     samples = val.images[_one_per_class(val.labels, HOG_SAMPLES)]
     pictures = plots.write_run_plots(run.path, classifier, samples)
-    examples = _write_examples(run.path, val, scores, classifier.config.loss.name == "softmax", max_examples)
+    examples = _examples(val, scores, classifier.config.loss.name == "softmax", max_examples)
     page = "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(run.path.name)} — mlp report</title>",
         f"<style>{CSS}</style></head><body>",
         _header(run, summary),
-        _plots_section(run.path, pictures),
+        _plots_section(pictures),
         _metrics_section(metrics, summary.get("best_epoch")),
         _per_class_section(summary),
         _examples_section(examples, len(val)),
@@ -109,9 +111,8 @@ def _one_per_class(labels: np.ndarray, count: int) -> np.ndarray:
     return first[:count]
 
 
-def _write_examples(folder: Path, val: Dataset, scores: np.ndarray, probabilities: bool,
-                    max_examples: int) -> list[dict]:
-    """Thumbnails of the most confident mistakes in RUN/report/; one dict per example for the page.
+def _examples(val: Dataset, scores: np.ndarray, probabilities: bool, max_examples: int) -> list[dict]:
+    """The most confident mistakes, one dict per example for the page (its thumbnail as a data: URI).
 
     Confidence: the softmax probability of the predicted class, or for scores that are not meant as
     probabilities (hinge loss) the margin of the predicted over the true class score.
@@ -124,19 +125,19 @@ def _write_examples(folder: Path, val: Dataset, scores: np.ndarray, probabilitie
         sureness = scores[wrong, predicted[wrong]] - scores[wrong, val.labels[wrong]]
     order = np.argsort(-sureness, kind="stable")[:max_examples]
     chosen, confidence = wrong[order], sureness[order] if probabilities else None
-    thumbs = folder / THUMBNAILS
-    thumbs.mkdir(exist_ok=True)
-    for old in thumbs.glob("val-*.png"):
-        old.unlink()
     examples = []
     for k, index in enumerate(chosen):
         image = val.images[index]
-        name = f"{THUMBNAILS}/val-{index}.png"
-        Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(folder / name)
-        examples.append({"src": name, "index": int(index), "true": val.classes[val.labels[index]],
-                         "predicted": val.classes[predicted[index]],
+        png = io.BytesIO()
+        Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(png, format="PNG")
+        examples.append({"src": _data_uri(png.getvalue()), "index": int(index),
+                         "true": val.classes[val.labels[index]], "predicted": val.classes[predicted[index]],
                          "confidence": None if confidence is None else float(confidence[k])})
     return examples
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _header(run: RunDir, summary: dict) -> str:
@@ -158,37 +159,45 @@ def _header(run: RunDir, summary: dict) -> str:
             f'<p class="muted">mlp run report</p><dl class="facts">{rows}</dl>')
 
 
-def _plots_section(folder: Path, pictures: list[Path]) -> str:
-    figures = "".join(f'<figure class="plot"><img src="{_e(p.relative_to(folder).as_posix())}" '
-                      f'alt="{_e(p.stem.replace("_", " "))}"></figure>' for p in pictures)
+def _plots_section(pictures: list[Path]) -> str:
+    figures = "".join(f'<figure class="plot"><img src="{_data_uri(p.read_bytes())}" '
+                      f'alt="{_e(p.stem.replace("_", " "))}" title="{_e(p.name)}"></figure>' for p in pictures)
     return f"<h2>Plots</h2>{figures}"
 
 
 def _metrics_section(metrics: list[dict], best_epoch: int | None) -> str:
     columns = [("epoch", "epoch", "{}"), ("train_loss", "train loss", "{:.4f}"),
-               ("train_acc", "train acc", "{:.2%}"), ("val_loss", "val loss", "{:.4f}"),
-               ("val_acc", "val acc", "{:.2%}"), ("lr", "learning rate", "{:.3g}"), ("seconds", "seconds", "{:.2f}")]
+               ("train_data_loss", "train data loss", "{:.4f}"), ("train_acc", "train acc", "{:.2%}"),
+               ("val_loss", "val loss", "{:.4f}"), ("val_data_loss", "val data loss", "{:.4f}"),
+               ("val_acc", "val acc", "{:.2%}"), ("l2", "L2 term", "{:.4g}"), ("lr", "learning rate", "{:.3g}"),
+               ("seconds", "seconds", "{:.2f}")]
+    columns = [column for column in columns if any(column[0] in m for m in metrics)]
     head = "".join(f"<th>{title}</th>" for _, title, _ in columns)
     rows = []
     for m in metrics:
         cells = "".join(f"<td>{'-' if m.get(key) is None else fmt.format(m[key])}</td>" for key, _, fmt in columns)
         rows.append(f'<tr class="best">{cells}</tr>' if m["epoch"] == best_epoch else f"<tr>{cells}</tr>")
     return (f'<h2>Metrics per epoch</h2><p class="muted">best epoch highlighted; its weights are '
-            f'checkpoints/best.npz</p><div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>')
+            f'checkpoints/best.npz. Loss = data loss + L2 term λ·ΣW².</p><div class="scroll"><table><tr>{head}</tr>'
+            f'{"".join(rows)}</table></div>')
 
 
 def _per_class_section(summary: dict) -> str:
     splits = [(split, label) for split, label in (("val", "validation"), ("test", "test")) if split in summary]
-    head = "<th>class</th>" + "".join(f"<th>{label} images</th><th>{label} precision</th><th>{label} recall</th>"
+    scores = {split: per_class(summary[split]["confusion"]) for split, _ in splits}
+    head = "<th>class</th>" + "".join(f"<th>{label} images</th><th>precision</th><th>recall</th><th>F1</th>"
                                       for _, label in splits)
     rows = []
     for c, name in enumerate(summary["classes"]):
-        cells = "".join(f"<td>{sum(summary[s]['confusion'][c])}</td><td>{summary[s]['precision'][c]:.1%}</td>"
-                        f"<td>{summary[s]['recall'][c]:.1%}</td>" for s, _ in splits)
+        cells = "".join(f"<td>{scores[s]['support'][c]}</td><td>{scores[s]['precision'][c]:.1%}</td>"
+                        f"<td>{scores[s]['recall'][c]:.1%}</td><td>{scores[s]['f1'][c]:.1%}</td>" for s, _ in splits)
         rows.append(f"<tr><td>{_e(name)}</td>{cells}</tr>")
-    return (f'<h2>Per-class precision and recall</h2><p class="muted">precision: of the images predicted as '
-            f'the class, the share that are; recall: of the images of the class, the share found</p>'
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
+    macro = "".join(f"<td>{sum(scores[s]['support'])}</td><td></td><td></td>"
+                    f"<td>{macro_f1(summary[s]['confusion']):.1%}</td>" for s, _ in splits)
+    rows.append(f"<tr><td>(macro F1)</td>{macro}</tr>")
+    return (f'<h2>Per-class precision, recall and F1</h2><p class="muted">precision: of the images predicted as '
+            f'the class, the share that are; recall: of the images of the class, the share found; F1: their '
+            f'harmonic mean</p><table><tr>{head}</tr>{"".join(rows)}</table>')
 
 
 def _examples_section(examples: list[dict], total: int) -> str:

@@ -1,93 +1,231 @@
-"""Run folders: reading their metrics and summary, and listing many runs as a sortable, filterable table.
+"""Run folders as records: listing many runs as a sortable, filterable table that fits the terminal,
+with a column for each config key that differs among them, and comparing a few runs side by side.
 
 A run folder holds config.yaml, metrics.jsonl (one JSON object per epoch), summary.json (written when
-the run ends) and checkpoints/. Listing tolerates runs that are still going or were killed: they show
-up with status "unfinished" and whatever their metrics say so far.
+the run ends) and checkpoints/. Every file is read as hostile input: runs that are still going or were
+killed show up as "unfinished" with whatever their metrics say so far; a summary that is not what
+`mlp train` writes makes the run "damaged", never an error. A sweep folder (with trials.jsonl) lists
+the trial runs in its runs/ folder.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
+from mlpcli.config import load_config
 from mlpcli.errors import MlpError
+from mlpcli.metrics import macro_f1
 from mlpcli.rundir import RunDir
+from mlpcli.schema import flatten, to_dict
+from mlpcli.table import Column, format_table, printable
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
+SUMMARY_LIMIT = 64 * 2 ** 20        # bytes; a summary of 1,000 classes is about 10 MB
 SORT_KEYS = ("date", "name", "status", "epochs", "val_acc", "test_acc", "seconds")
 BEST_FIRST = {"val_acc", "test_acc"}    # sorted descending; the other keys ascending
-COLUMNS = (("run", "run"), ("date", "date"), ("status", "status"), ("epochs", "epochs"),
-           ("features", "features"), ("model", "model"), ("val_acc", "val acc"), ("test_acc", "test acc"),
-           ("seconds", "time"))
-RIGHT_ALIGNED = {"epochs", "val_acc", "test_acc", "seconds"}
+NOT_COMPARED = {"output.name", "output.dir"}    # where a run went, not what it did
+COLUMNS = {      # record key → column; `drop`: left out first when the terminal is narrow (highest first)
+    "run": Column("run", elide=True, min_width=20),
+    "date": Column("date", drop=6),
+    "status": Column("status"),
+    "epochs": Column("epochs", right=True, drop=5),
+    "features": Column("features", elide=True, drop=3),
+    "model": Column("model", elide=True, drop=4),
+    "val_acc": Column("val acc", right=True),
+    "test_acc": Column("test acc", right=True, drop=1),
+    "seconds": Column("time", right=True, drop=2),
+}
+COMPARED = (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("val_acc", "val acc"),
+            ("val_loss", "val loss"), ("macro_f1", "val macro F1"), ("test_acc", "test acc"),
+            ("test_loss", "test loss"), ("seconds", "time"))     # record key, row title of `mlp compare`
 
 
 def read_summary(path: str | Path) -> dict:
     """The run summary in a summary.json file, or an MlpError naming the file."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > SUMMARY_LIMIT:
+            raise MlpError(f"{path}: {path.stat().st_size} bytes is too large for a run summary; the file is damaged")
+        summary = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MlpError(f"{path} not found: the run has not finished; continue it with "
                        f"`mlp train --resume {path.parent}`") from None
     except json.JSONDecodeError as err:
         raise MlpError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); the file is damaged") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as err:
+        raise MlpError(f"{path}: cannot be read ({type(err).__name__}); the file is damaged") from None
+    if not isinstance(summary, dict):
+        raise MlpError(f"{path}: holds a JSON {type(summary).__name__}, not a run summary object; the file is damaged")
+    return summary
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The epoch rows of a run's metrics.jsonl ([] if it cannot be read, e.g. a folder by that name)."""
+    try:
+        return RunDir(folder).read_metrics()
+    except OSError:
+        return []
 
 
 def list_runs(root: str | Path) -> list[dict]:
-    """One record per run folder directly inside `root`, oldest first.
+    """One record per run folder directly inside `root` (or a sweep folder's runs/), oldest first.
 
-    Each record: run (folder name), name, date (ISO 8601), status ("completed", "early_stop",
-    "interrupted", "unfinished" or "damaged"), epochs, features (list of names), model, val_acc,
-    test_acc (fractions or None), seconds, path. Plain JSON-ready values.
+    Each record: run (folder name), name, date (ISO 8601, local time), status ("completed",
+    "early_stop", "interrupted", "unfinished" or "damaged"), epochs, features (list of names), model,
+    val_acc, test_acc, macro_f1 (of the validation split; fractions or None), val_loss, test_loss,
+    best_epoch, seconds, path, and config: the resolved config as {dotted key: value} (None if
+    config.yaml cannot be read). Plain JSON-ready values.
     """
     root = Path(root)
     if not root.is_dir():
         raise MlpError(f"runs folder not found: {root} (runs are written to `output.dir`, by default runs/)")
+    if (root / "trials.jsonl").is_file():
+        root = root / "runs"
+        if not root.is_dir():
+            return []
     folders = [p for p in root.iterdir() if p.is_dir() and any((p / name).is_file() for name in RUN_FILES)]
-    return sort_runs([_record(folder) for folder in folders], "date")
+    return sort_runs([run_record(folder) for folder in folders], "date")
 
 
-def _record(folder: Path) -> dict:
+def run_record(folder: str | Path) -> dict:
+    """The record (see `list_runs`) of one run folder; MlpError if it holds none of the run files."""
+    folder = Path(folder)
+    if not folder.is_dir() or not any((folder / name).is_file() for name in RUN_FILES):
+        raise MlpError(f"{folder} is not a run folder (it has no {', '.join(RUN_FILES)})")
+    status = "unfinished"
     try:
         summary = read_summary(folder / "summary.json")
-        status = summary.get("stopped", "completed")
     except MlpError:
         summary = {}
-        status = "damaged" if (folder / "summary.json").exists() else "unfinished"
-    metrics = RunDir(folder).read_metrics()
-    val_accs = [m["val_acc"] for m in metrics if m.get("val_acc") is not None]
+        if (folder / "summary.json").exists():
+            status = "damaged"
+    metrics = read_metrics(folder)
+    val_accs = [acc for acc in (_fraction(m.get("val_acc")) for m in metrics) if acc is not None]
+    config = _flat_config(folder / "config.yaml")
+    facts = {
+        "name": _typed(summary.get("name"), str),
+        "date": _local_time(summary.get("started")),
+        "stopped": _typed(summary.get("stopped"), str),
+        "epochs": _count(summary.get("epochs_run")),
+        "best_epoch": _count(summary.get("best_epoch")),
+        "features": _names(summary.get("features")),
+        "model": _typed(summary.get("model"), str),
+        "val_acc": _split_score(summary, "val", "accuracy"),
+        "test_acc": _split_score(summary, "test", "accuracy"),
+        "seconds": _nonnegative(summary.get("seconds")),
+    }
+    if summary:
+        wrong = [key for key, value in facts.items() if value is None and key not in ("test_acc",)]
+        status = "damaged" if wrong else facts["stopped"] or "completed"
+    steps = [_nonnegative(m.get("seconds")) for m in metrics]
     return {
-        "run": folder.name,
-        "name": summary.get("name", folder.name),
-        "date": summary.get("started") or _started(folder),
+        "run": printable(folder.name),
+        "name": facts["name"] or printable(folder.name),
+        "date": facts["date"] or _started(folder),
         "status": status,
-        "epochs": summary.get("epochs_run", len(metrics)),
-        "features": summary.get("features") or _config_features(folder / "config.yaml"),
-        "model": summary.get("model"),
-        "val_acc": (summary.get("val") or {}).get("accuracy", max(val_accs, default=None)),
-        "test_acc": (summary.get("test") or {}).get("accuracy"),
-        "seconds": summary.get("seconds", sum(m.get("seconds", 0.0) for m in metrics) if metrics else None),
-        "path": str(folder),
+        "epochs": facts["epochs"] if facts["epochs"] is not None else len(metrics),
+        "features": facts["features"] or _config_features(config),
+        "model": facts["model"],
+        "val_acc": facts["val_acc"] if facts["val_acc"] is not None else max(val_accs, default=None),
+        "test_acc": facts["test_acc"],
+        "val_loss": _split_score(summary, "val", "loss"),
+        "test_loss": _split_score(summary, "test", "loss"),
+        "macro_f1": _split_f1(summary, "val"),
+        "best_epoch": facts["best_epoch"],
+        "seconds": facts["seconds"] if facts["seconds"] is not None else (sum(s or 0.0 for s in steps) if steps else None),
+        "path": printable(str(folder)),
+        "config": config,
     }
 
 
-def _started(folder: Path) -> str:
-    """When an unfinished run started: the time its first file was written."""
-    times = [(folder / name).stat().st_mtime for name in RUN_FILES if (folder / name).exists()]
-    return datetime.fromtimestamp(min(times)).isoformat(timespec="seconds")
+def _typed(value, kind: type):
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-def _config_features(path: Path) -> list[str]:
-    """Extractor names in a run's config.yaml, or [] when it cannot be read."""
+def _count(value) -> int | None:
+    value = _typed(value, int)
+    return value if value is not None and value >= 0 else None
+
+
+def _nonnegative(value) -> float | None:
+    """A finite non-negative number as a float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def _fraction(value) -> float | None:
+    value = _nonnegative(value)
+    return value if value is not None and value <= 1 else None
+
+
+def _names(value) -> list[str] | None:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def _split_score(summary: dict, split: str, name: str) -> float | None:
+    """A split's accuracy (a fraction) or loss (a non-negative number) in a summary, else None."""
+    scores = summary.get(split)
+    value = scores.get(name) if isinstance(scores, dict) else None
+    return _fraction(value) if name == "accuracy" else _nonnegative(value)
+
+
+def _split_f1(summary: dict, split: str) -> float | None:
+    """Macro F1 of a split, from its confusion matrix (summaries of every version have one)."""
+    scores = summary.get(split)
+    confusion = scores.get("confusion") if isinstance(scores, dict) else None
+    if not (isinstance(confusion, list) and confusion and all(
+            isinstance(row, list) and len(row) == len(confusion)
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 62 for n in row) for row in confusion)):
+        return None
+    return round(macro_f1(confusion), 6)
+
+
+def _local_time(value) -> str | None:
+    """An ISO 8601 time as local time to the second (None if it is not one)."""
+    if not isinstance(value, str):
+        return None
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return [name for item in raw["features"]["extractors"] for name in item]
-    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment.astimezone() if moment.tzinfo else moment).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _started(folder: Path) -> str | None:
+    """When an unfinished run started: the time its first file was written."""
+    times = []
+    for name in RUN_FILES:
+        try:
+            times.append((folder / name).stat().st_mtime)
+        except OSError:
+            pass
+    return datetime.fromtimestamp(min(times)).isoformat(timespec="seconds") if times else None
+
+
+def _flat_config(path: Path) -> dict | None:
+    """{dotted key: value} of a run's resolved config.yaml, or None when it cannot be read or is invalid."""
+    try:
+        return flatten(to_dict(load_config(path)))
+    except MlpError:
+        return None
+
+
+def _config_features(config: dict | None) -> list[str]:
+    """Extractor names in a flattened config ([] if unknown)."""
+    if config is None:
         return []
+    names = {}
+    for key in config:
+        if key.startswith("features.extractors["):
+            index, _, rest = key[len("features.extractors["):].partition("].")
+            names.setdefault(index, rest.split(".")[0])
+    return list(names.values())
 
 
 def filter_runs(runs: list[dict], match: str) -> list[dict]:
@@ -103,30 +241,74 @@ def sort_runs(runs: list[dict], sort_by: str) -> list[dict]:
     runs without a value go last."""
     if sort_by not in SORT_KEYS:
         raise MlpError(f"cannot sort runs by '{sort_by}'; choose one of {', '.join(SORT_KEYS)}")
+    runs = sorted(runs, key=lambda run: run["run"])          # ties stay in folder-name order
     present = [run for run in runs if run[sort_by] is not None]
     missing = [run for run in runs if run[sort_by] is None]
     return sorted(present, key=lambda run: run[sort_by], reverse=sort_by in BEST_FIRST) + missing
 
 
-def format_runs(runs: list[dict]) -> str:
-    """A plain-text table of run records, one line per run under a header."""
+def differing_keys(runs: list[dict]) -> list[str]:
+    """The config keys (in config order) on which at least two of the runs that have them disagree."""
+    values: dict[str, set] = {}
+    for run in runs:
+        for key, value in (run["config"] or {}).items():
+            if key not in NOT_COMPARED:
+                values.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return [key for key, seen in values.items() if len(seen) > 1]
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest unique tail: optim.lr → lr, data.shapes.seed → shapes.seed
+    (when seed differs too); the whole key when no tail is unique."""
+    parts = {key: key.split(".") for key in keys}
+    names = {}
+    for key, path in parts.items():
+        tails = (path[-n:] for n in range(1, len(path) + 1))
+        unique = (tail for tail in tails if sum(other[-len(tail):] == tail for other in parts.values()) == 1)
+        names[key] = ".".join(next(unique, path))
+    return names
+
+
+def runs_json(runs: list[dict]) -> list[dict]:
+    """The records for `mlp runs --json`: `config` holds only the keys that differ among the runs."""
+    keys = differing_keys(runs)
+    return [{**run, "config": None if run["config"] is None else {k: run["config"].get(k) for k in keys}}
+            for run in runs]
+
+
+def format_runs(runs: list[dict], width: int | None = None) -> str:
+    """A plain-text table of run records under a header: the run facts, then one column per differing
+    config key, fitted into `width` characters (None: as wide as it takes)."""
     if not runs:
         return "no runs"
-    rows = [[title for _, title in COLUMNS]] + [[_cell(key, run[key]) for key, _ in COLUMNS] for run in runs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = []
-    for row in rows:
-        cells = [text.rjust(width) if key in RIGHT_ALIGNED else text.ljust(width)
-                 for (key, _), text, width in zip(COLUMNS, row, widths)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    keys = differing_keys(runs)
+    titles = short_names(keys)
+    columns = [*COLUMNS.values(), *(Column(titles[key], elide=True, min_width=6) for key in keys)]
+    rows = [[_cell(field, run[field]) for field in COLUMNS] + [_config_cell(run["config"], key) for key in keys]
+            for run in runs]
+    return format_table(columns, rows, width)
+
+
+def format_value(value) -> str:
+    """A config value as it would be written in an override: 0.05, [256,128], true, null."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _config_cell(config: dict | None, key: str) -> str:
+    if config is None:
+        return "?"
+    return format_value(config[key]) if key in config else "-"
 
 
 def _cell(key: str, value) -> str:
     if value is None or value == []:
         return "-"
-    if key in ("val_acc", "test_acc"):
-        return f"{value:.1%}"
+    if key in ("val_acc", "test_acc", "macro_f1"):
+        return f"{value:.2%}"
+    if key in ("val_loss", "test_loss"):
+        return f"{value:.4f}"
     if key == "seconds":
         return format_duration(value)
     if key == "date":
@@ -144,3 +326,29 @@ def format_duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def compare_runs(folders: list[str | Path]) -> dict:
+    """Runs side by side: {"runs": folder names, "paths", "config": {differing key: [value per run]},
+    "metrics": {name: [value per run]}} (a value is None where a run lacks it)."""
+    runs = [run_record(folder) for folder in folders]
+    return {
+        "runs": [run["run"] for run in runs],
+        "paths": [run["path"] for run in runs],
+        "config": {key: [None if run["config"] is None else run["config"].get(key) for run in runs]
+                   for key in differing_keys(runs)},
+        "metrics": {field: [run[field] for run in runs] for field, _ in COMPARED},
+    }
+
+
+def format_comparison(comparison: dict, width: int | None = None) -> str:
+    """`compare_runs` as a table: one column per run, the differing config keys then the metrics."""
+    columns = [Column("", elide=True, min_width=12)] + [Column(run, right=True, elide=True, min_width=10)
+                                                          for run in comparison["runs"]]
+    config = comparison["config"]
+    rows = [[key, *(format_value(value) for value in values)] for key, values in config.items()]
+    if not config:
+        rows = [["(no config key differs)", *("" for _ in comparison["runs"])]]
+    rows.append(["" for _ in columns])
+    rows += [[title, *(_cell(field, value) for value in comparison["metrics"][field])] for field, title in COMPARED]
+    return format_table(columns, rows, width)

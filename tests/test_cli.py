@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
 import yaml
@@ -27,11 +28,26 @@ def trained(runner, tiny_config, tmp_path):
     return out
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["gradcheck"]])
-def test_every_command_has_help(runner, command):
-    result = runner.invoke(cli, [*command, "--help"])
+def command_paths(group, path=()):
+    """The argument lists naming every command and subcommand of `group`, itself first."""
+    yield list(path)
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from command_paths(command, (*path, name))
+        else:
+            yield [*path, name]
+
+
+@pytest.mark.parametrize("command", list(command_paths(cli)), ids=lambda path: " ".join(path) or "mlp")
+def test_every_command_has_help_with_an_example(runner, command):
+    result = runner.invoke(cli, [*command, "--help"], prog_name="mlp")
     assert result.exit_code == 0
-    assert "Usage: " in result.output and "--help" in result.output
+    assert result.output.startswith(f"Usage: mlp {' '.join(command)}".rstrip()) and "--help" in result.output
+    leaf = cli
+    for name in command:
+        leaf = leaf.commands[name]
+    if not isinstance(leaf, click.Group):
+        assert "mlp " in result.output.split("Options:")[0].split("\n", 2)[-1], "no example in the help"
 
 
 def test_print_config_shows_defaults_and_overrides(runner):
@@ -94,8 +110,51 @@ def test_eval_reports_accuracy_and_confusion(runner, trained):
     assert report["split"] == "val"
     assert report["accuracy"] == pytest.approx(summary["val"]["accuracy"])
     assert report["confusion"] == summary["val"]["confusion"]
+    assert report["f1"] == summary["val"]["f1"] and report["support"] == [sum(row) for row in report["confusion"]]
     text = runner.invoke(cli, ["eval", str(trained / "checkpoints" / "last.npz"), "--split", "train"])
     assert text.exit_code == 0 and "train split" in text.output and "confusion matrix" in text.output
+
+
+def test_eval_text_has_f1_support_and_a_labeled_confusion_matrix(runner, trained):
+    report = json.loads(runner.invoke(cli, ["eval", str(trained), "--json"]).output)
+    lines = runner.invoke(cli, ["eval", str(trained)]).output.splitlines()
+    assert lines[0] == (f"val split, {report['samples']} images: accuracy {report['accuracy']:.2%}, "
+                        f"macro F1 {report['macro_f1']:.2%}")
+    assert lines[2].split() == ["class", "precision", "recall", "F1", "support"]
+    for line, name, p, r, f, n in zip(lines[3:], report["classes"], report["precision"], report["recall"],
+                                      report["f1"], report["support"]):
+        assert line.split() == [name, f"{p:.2%}", f"{r:.2%}", f"{f:.2%}", str(n)]
+    matrix = lines[lines.index("confusion matrix (rows: true class, columns: predicted class)") + 1:]
+    assert matrix[0].split() == ["true", "\\", "predicted", "circ", "squa", "tria"]
+    assert [line.split() for line in matrix[1:]] == [[name, *map(str, row)]
+                                                     for name, row in zip(report["classes"], report["confusion"])]
+
+
+def test_confusion_columns_are_numbered_when_names_cannot_be_cut_apart():
+    from mlpcli.cli import _format_report
+
+    classes = ["n0144076_tench", "n0144076_goldfish"]
+    text = _format_report({"split": "val", "samples": 3, "accuracy": 2 / 3, "macro_f1": 0.5, "classes": classes,
+                           "precision": [1, 0.5], "recall": [0.5, 1], "f1": [2 / 3, 2 / 3], "support": [2, 1],
+                           "confusion": [[1, 1], [0, 1]]})
+    matrix = text.splitlines()[-3:]
+    assert matrix[0].split() == ["true", "\\", "predicted", "0", "1"]
+    assert matrix[1].split() == ["0", "n0144076_tench", "1", "1"]
+
+
+def test_eval_source_must_be_a_registered_data_source(runner, trained, tmp_path):
+    result = runner.invoke(cli, ["eval", str(trained), "--data", str(tmp_path), "--source", "bogus"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for '--source': 'bogus' is not one of 'cifar10'" in result.output
+
+
+@pytest.mark.parametrize("source", [[], ["--source", "faces"]])
+def test_eval_data_with_a_source_that_reads_no_path_is_an_error(runner, trained, source):
+    result = runner.invoke(cli, ["eval", str(trained), "--data", "/nonexistent", *source])
+    assert result.exit_code == 2 and "accuracy" not in result.output
+    assert "source makes its own images and reads no path; say what /nonexistent holds with --source" in result.output
+    missing = runner.invoke(cli, ["eval", str(trained), "--data", "/nonexistent", "--source", "folder"])
+    assert missing.exit_code == 1 and "Error: data.path /nonexistent does not exist" in missing.output
 
 
 def _shape_folder(root, names, per_class=6, size=16):
@@ -175,7 +234,8 @@ def test_gradcheck_passes_and_prints_a_table(runner, overrides):
     result = runner.invoke(cli, ["gradcheck", *overrides])
     assert result.exit_code == 0, result.output
     assert "max rel error" in result.output and "FAIL" not in result.output
-    assert result.output.count("pass") == 2 * (len(eval(overrides[-1].split("=")[1])) + 1)
+    hidden = yaml.safe_load(overrides[-1].split("=")[1])
+    assert result.output.count("pass") == 2 * (len(hidden) + 1)
 
 
 def test_gradcheck_per_gate(runner):
@@ -211,13 +271,6 @@ def test_gradcheck_catches_a_wrong_backward(runner, monkeypatch):
     result = runner.invoke(cli, ["gradcheck", "model.activation=tanh", "model.hidden=[4]"])
     assert result.exit_code == 1
     assert "FAIL" in result.output and "Error: gradient check failed for layer0.W" in result.output
-
-
-@pytest.mark.parametrize("command", [["features"], ["data"], ["data", "download"], ["data", "info"], ["report"],
-                                     ["runs"]])
-def test_more_commands_have_help(runner, command):
-    result = runner.invoke(cli, [*command, "--help"])
-    assert result.exit_code == 0 and "Usage: " in result.output
 
 
 def test_features_reports_dimensions_and_uses_the_cache(runner, tiny_config, tmp_path):

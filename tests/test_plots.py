@@ -71,6 +71,27 @@ def test_training_curves_mark_the_best_validation_epoch_in_green(tmp_path):
     assert np.flatnonzero(other_marked.any(axis=0)).min() < np.flatnonzero(marked.any(axis=0)).min()
 
 
+def with_l2(rows: list[dict]) -> list[dict]:
+    """Metric rows as mlp writes them now: data loss and the L2 term apart."""
+    return [{**row, "train_data_loss": row["train_loss"] - 0.5, "val_data_loss": row["val_loss"] - 0.5, "l2": 0.5}
+            for row in rows]
+
+
+def test_training_curves_draw_the_l2_term_apart_when_the_rows_have_it(tmp_path):
+    purple = np.array([int(plots.L2_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
+
+    def l2_pixels(image):
+        return int(np.all(np.abs(image.astype(int) - purple) < 8, axis=2).sum())
+
+    new = plots.training_curves(with_l2(epochs(6)), tmp_path / "new.png")
+    old = plots.training_curves(epochs(6), tmp_path / "old.png")
+    assert png_size(new) == (round(14.5 * plots.DPI), round(4.2 * plots.DPI))   # a third panel: the L2 term
+    assert png_size(old) == (11 * plots.DPI, round(4.2 * plots.DPI))
+    assert l2_pixels(pixels(new)) > 100 and l2_pixels(pixels(old)) == 0
+    resumed = epochs(3) + with_l2(epochs(6))[3:]          # an old run continued by a newer mlp
+    assert png_size(plots.training_curves(resumed, tmp_path / "mixed.png"))[0] == round(14.5 * plots.DPI)
+
+
 def test_training_curves_without_validation_or_with_one_epoch(tmp_path):
     assert png_size(plots.training_curves(epochs(5, with_val=False), tmp_path / "a.png"))
     assert png_size(plots.training_curves(epochs(1), tmp_path / "b.png"))
@@ -79,18 +100,18 @@ def test_training_curves_without_validation_or_with_one_epoch(tmp_path):
 
 
 @pytest.mark.parametrize("classes", [2, 10, 100])
-def test_confusion_matrix_grows_with_the_classes(tmp_path, classes):
+def test_confusion_heatmap_grows_with_the_classes(tmp_path, classes):
     rng = np.random.default_rng(classes)
     confusion = rng.integers(0, 20, (classes, classes)) + np.diag(rng.integers(50, 500, classes))
     names = [f"class {i}" for i in range(classes)]
-    width, height = png_size(plots.confusion_matrix(confusion, names, tmp_path / "m.png"))
+    width, height = png_size(plots.confusion_heatmap(confusion, names, tmp_path / "m.png"))
     assert width >= 4.5 * plots.DPI and height >= 3.8 * plots.DPI
     assert width >= classes * 0.14 * plots.DPI          # at least 0.14 inch per class: names stay legible
 
 
-def test_confusion_matrix_colours_by_share_of_the_true_class(tmp_path):
+def test_confusion_heatmap_colours_by_share_of_the_true_class(tmp_path):
     # the second class has 10× the images but the same shares, so its row has the same colours
-    image = pixels(plots.confusion_matrix([[8, 2], [80, 20]], ["few", "many"], tmp_path / "m.png")).astype(int)
+    image = pixels(plots.confusion_heatmap([[8, 2], [80, 20]], ["few", "many"], tmp_path / "m.png")).astype(int)
 
     def area(share: float) -> int:
         colour = np.round(np.array(matplotlib.colormaps["Blues"](share ** plots.SHARE_GAMMA)[:3]) * 255)
@@ -100,9 +121,9 @@ def test_confusion_matrix_colours_by_share_of_the_true_class(tmp_path):
     assert dark > (0.5 * plots.DPI) ** 2 and 0.85 < dark / light < 1.15
 
 
-def test_confusion_matrix_rejects_a_shape_mismatch(tmp_path):
+def test_confusion_heatmap_rejects_a_shape_mismatch(tmp_path):
     with pytest.raises(MlpError, match=r"shape \(2, 2\) does not match 3 class names"):
-        plots.confusion_matrix(np.eye(2), ["a", "b", "c"], tmp_path / "m.png")
+        plots.confusion_heatmap(np.eye(2), ["a", "b", "c"], tmp_path / "m.png")
 
 
 def test_weight_templates_rescale_each_tile_to_its_own_range(tmp_path):
@@ -129,6 +150,28 @@ def test_weight_templates_show_at_most_max_tiles(tmp_path):
     assert red_some * 30 == red_all * 12
 
 
+def test_class_templates_are_captioned_with_the_class_names(tmp_path):
+    rng = np.random.default_rng(2)
+    W = rng.normal(size=(8 * 8 * 3, 4))
+    plain = pixels(plots.weight_templates(W, (8, 8, 3), tmp_path / "units.png"))
+    named = pixels(plots.weight_templates(W, (8, 8, 3), tmp_path / "classes.png", classes=["cat", "dog", "ox", "eel"]))
+    assert named.shape[0] == plain.shape[0] + 2 * plots.CAPTION_PX        # 2 rows of tiles, each with a caption
+    below_tiles = named[-plots.CAPTION_PX:]                                # the last row's captions
+    assert (below_tiles.max(axis=2) < 100).sum() > 20                      # dark text on white
+    with pytest.raises(MlpError, match="3 class names for 4 weight columns"):
+        plots.weight_templates(W, (8, 8, 3), tmp_path / "x.png", classes=["a", "b", "c"])
+
+
+def test_a_linear_model_gets_class_templates(tmp_path):
+    run = write_run(tmp_path / "run")
+    linear = PixelClassifier([PIXELS], hidden=2)
+    linear.config.model.hidden = []
+    linear.classes = ["a", "b"]
+    hidden = PixelClassifier([PIXELS], hidden=2)
+    tall = png_size(plots.write_run_plots(run, linear)[-1])[1]
+    assert tall == png_size(plots.write_run_plots(run, hidden)[-1])[1] + plots.CAPTION_PX
+
+
 def test_weight_templates_of_gray_images_and_wrong_shapes(tmp_path):
     rng = np.random.default_rng(0)
     assert png_size(plots.weight_templates(rng.normal(size=(25 * 25, 5)), (25, 25, 1), tmp_path / "g.png"))
@@ -139,15 +182,17 @@ def test_weight_templates_of_gray_images_and_wrong_shapes(tmp_path):
 @pytest.mark.parametrize("options", [{}, {"color": "gray", "orientations": 6, "pixels_per_cell": 4}])
 def test_hog_glyphs_beside_color_images(tmp_path, options):
     cfg = from_dict(HogConfig, options)
-    path = plots.hog_glyphs(sample_images(), cfg, tmp_path / "hog.png")
+    path = plots.hog_glyphs(sample_images(), [cfg], tmp_path / "hog.png")
     assert png_size(path) == (round(1.8 * 4 * plots.DPI), round(4.2 * plots.DPI))
 
 
 def test_hog_glyphs_of_gray_images(tmp_path):
     gray = (resize(skimage.data.camera(), (32, 32), anti_aliasing=True) * 255).astype(np.uint8)[None, ..., None]
-    assert png_size(plots.hog_glyphs(gray, HogConfig(), tmp_path / "hog.png"))
+    assert png_size(plots.hog_glyphs(gray, [HogConfig()], tmp_path / "hog.png"))
     with pytest.raises(MlpError, match="need images of shape"):
-        plots.hog_glyphs(np.zeros((0, 32, 32, 3), np.uint8), HogConfig(), tmp_path / "none.png")
+        plots.hog_glyphs(np.zeros((0, 32, 32, 3), np.uint8), [HogConfig()], tmp_path / "none.png")
+    with pytest.raises(MlpError, match="at least one HOG extractor"):
+        plots.hog_glyphs(gray, [], tmp_path / "none.png")
 
 
 class PixelClassifier:
@@ -184,6 +229,17 @@ def test_write_run_plots_writes_what_applies(tmp_path):
 def test_write_run_plots_without_a_checkpoint_draws_curves_and_confusion(tmp_path):
     run = write_run(tmp_path / "run")
     assert [p.name for p in plots.write_run_plots(run)] == ["training_curves.png", "confusion_val.png"]
+
+
+def test_every_hog_extractor_gets_a_row_of_glyphs(tmp_path):
+    run = write_run(tmp_path / "run")
+    fine = ExtractorSpec("hog", from_dict(HogConfig, {"pixels_per_cell": 4, "color": "gray"}))
+    classifier = PixelClassifier([HOG, ExtractorSpec("color_hist", None), fine], image_shape=(32, 32, 3))
+    path = plots.write_run_plots(run, classifier, sample_images())[-1]
+    assert path.name == "hog_glyphs.png" and png_size(path) == (round(1.8 * 4 * plots.DPI), round(2.1 * 3 * plots.DPI))
+    twice = plots.hog_glyphs(sample_images(), [HOG.cfg, HOG.cfg], tmp_path / "twice.png")
+    bottom_right = (slice(round(2 * 2.1 * plots.DPI), None), slice(round(0.9 * 4 * plots.DPI), None))
+    assert not np.array_equal(pixels(path)[bottom_right], pixels(twice)[bottom_right])   # its own glyphs
 
 
 def test_write_run_plots_hog_glyphs_not_templates_for_hog_features(tmp_path):

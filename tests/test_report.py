@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from types import SimpleNamespace
@@ -62,14 +64,30 @@ def sources(html_path) -> list[str]:
     return re.findall(r'src="([^"]+)"', html_path.read_text(encoding="utf-8"))
 
 
-def test_report_references_files_that_exist(run):
+def png_bytes(src: str) -> bytes:
+    """The PNG a data: URI holds."""
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    return base64.b64decode(src[len(prefix):], validate=True)
+
+
+def mistakes(html_path) -> list[int]:
+    """Indices of the validation images shown as mistakes, in page order."""
+    return [int(i) for i in re.findall(r'alt="validation image (\d+)"', html_path.read_text(encoding="utf-8"))]
+
+
+def test_report_is_self_contained(run):
     path = write_report(run.folder, run.classifier, run.val)
     assert path == run.folder / "report.html"
     srcs = sources(path)
-    assert srcs[:3] == ["training_curves.png", "confusion_val.png", "weight_templates.png"]
-    for src in srcs:
-        with Image.open(run.folder / src) as image:
+    plots = ["training_curves.png", "confusion_val.png", "weight_templates.png"]
+    assert [png_bytes(src) for src in srcs[:3]] == [(run.folder / name).read_bytes() for name in plots]
+    for src in srcs[3:]:
+        with Image.open(io.BytesIO(png_bytes(src))) as image:
             assert image.format == "PNG"
+    assert len(srcs) == 3 + len(mistakes(path))
+    assert sorted(p.name for p in run.folder.iterdir()) == sorted(["checkpoints", "config.yaml", "metrics.jsonl",
+                                                                  "summary.json", "report.html", *plots])
 
 
 def test_report_shows_the_most_confident_mistakes_with_their_images(run):
@@ -77,12 +95,11 @@ def test_report_shows_the_most_confident_mistakes_with_their_images(run):
     probabilities = softmax(run.classifier.scores(run.val.images))
     wrong = np.flatnonzero(run.predicted != run.val.labels)
     expected = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:5]
-    thumbs = [src for src in re.findall(r'src="([^"]+)"', html) if src.startswith("report/")]
-    assert thumbs == [f"report/val-{i}.png" for i in expected]
-    for i in expected:
-        saved = np.asarray(Image.open(run.folder / f"report/val-{i}.png"))
+    assert mistakes(run.folder / "report.html") == list(expected)
+    for i, src in zip(expected, sources(run.folder / "report.html")[3:]):
+        saved = np.asarray(Image.open(io.BytesIO(png_bytes(src))))
         np.testing.assert_array_equal(saved, run.val.images[i])
-    first = html.index(f"report/val-{expected[0]}.png")
+    first = html.index(f'alt="validation image {expected[0]}"')
     caption = html[first:html.index("</figure>", first)]
     true, predicted = CLASSES[run.val.labels[expected[0]]], CLASSES[run.predicted[expected[0]]]
     assert caption.index(escape(true)) < caption.index("→") < caption.index(escape(predicted))
@@ -104,14 +121,23 @@ def test_report_tables(run):
     report = classification_report(run.val.labels, run.predicted, 3)
     for c, name in enumerate(CLASSES):
         assert (f"<td>{escape(name)}</td><td>{np.sum(run.val.labels == c)}</td>"
-                f"<td>{report['precision'][c]:.1%}</td><td>{report['recall'][c]:.1%}</td>") in per_class
+                f"<td>{report['precision'][c]:.1%}</td><td>{report['recall'][c]:.1%}</td>"
+                f"<td>{report['f1'][c]:.1%}</td>") in per_class
+    assert f"<td>(macro F1)</td><td>30</td><td></td><td></td><td>{report['macro_f1']:.1%}</td>" in per_class
     assert "optim:" in html and "extractors:" in html     # the resolved config
 
 
-def test_rewriting_drops_thumbnails_of_the_previous_report(run):
-    write_report(run.folder, run.classifier, run.val, max_examples=8)
-    write_report(run.folder, run.classifier, run.val, max_examples=2)
-    assert len(list((run.folder / "report").glob("*.png"))) == 2
+def test_the_metrics_table_shows_data_loss_and_l2_when_the_rows_have_them(run):
+    html = write_report(run.folder, run.classifier, run.val).read_text(encoding="utf-8")
+    assert "<th>train data loss</th>" not in html and "<th>L2 term</th>" not in html     # rows of an older mlp
+    rows = [json.loads(line) for line in (run.folder / "metrics.jsonl").read_text().splitlines()]
+    (run.folder / "metrics.jsonl").write_text("".join(json.dumps(
+        {**row, "train_data_loss": row["train_loss"] - 0.125, "val_data_loss": row["val_loss"] - 0.125,
+         "l2": 0.125}) + "\n" for row in rows))
+    html = write_report(run.folder, run.classifier, run.val).read_text(encoding="utf-8")
+    head = html.split("Metrics per epoch")[1].split("</tr>")[0]
+    assert "<th>train data loss</th>" in head and "<th>val data loss</th>" in head and "<th>L2 term</th>" in head
+    assert f"<td>{rows[0]['train_loss'] - 0.125:.4f}</td>" in html and "<td>0.125</td>" in html
 
 
 @pytest.mark.parametrize("missing", ["summary.json", "metrics.jsonl", "config.yaml"])
@@ -137,9 +163,9 @@ def test_report_of_a_real_run_rebuilds_its_validation_split(tiny_config, tmp_pat
     folder = RunDir.create(cfg)
     train(cfg, folder, progress=False)
     path = write_report(folder.path)
-    srcs = sources(path)
-    assert {"training_curves.png", "confusion_val.png", "weight_templates.png"} <= set(srcs)
-    assert all((folder.path / src).is_file() for src in srcs)
+    titles = re.findall(r'title="([^"]+)"', path.read_text(encoding="utf-8"))
+    assert {"training_curves.png", "confusion_val.png", "weight_templates.png"} <= set(titles)
+    assert all(src.startswith("data:image/png;base64,") for src in sources(path))
 
 
 def test_hinge_models_rank_mistakes_by_score_margin_without_probabilities(run):
@@ -148,7 +174,6 @@ def test_hinge_models_rank_mistakes_by_score_margin_without_probabilities(run):
     scores = run.classifier.scores(run.val.images)
     wrong = np.flatnonzero(run.predicted != run.val.labels)
     margin = scores[wrong, run.predicted[wrong]] - scores[wrong, run.val.labels[wrong]]
-    thumbs = [src for src in sources(run.folder / "report.html") if src.startswith("report/")]
-    assert thumbs == [f"report/val-{i}.png" for i in wrong[np.argsort(-margin)][:3]]
+    assert mistakes(run.folder / "report.html") == list(wrong[np.argsort(-margin)][:3])
     examples = html[html.index("Misclassified"):]
     assert "%)" not in examples

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import datetime
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlpcli.errors import MlpError
-from mlpcli.runs import filter_runs, format_duration, format_runs, list_runs, read_summary, sort_runs
+from mlpcli.config import dump_config, load_config
+from mlpcli.runs import (SORT_KEYS, compare_runs, filter_runs, format_comparison, format_duration, format_runs,
+                         list_runs, read_summary, run_record, runs_json, short_names, sort_runs)
 
 
 def write_run(root, folder, *, name, started, features, model, val_acc, test_acc=None, seconds=10.0,
@@ -99,17 +106,23 @@ def test_table_has_a_header_and_one_aligned_line_per_run(root):
     runs = sort_runs(list_runs(root), "val_acc")
     lines = format_runs(runs).splitlines()
     assert lines[0].split() == ["run", "date", "status", "epochs", "features", "model", "val", "acc", "test", "acc",
-                                "time"]
+                                "time", "gray"]     # pixels.gray is the one config key that differs
     assert len(lines) == 1 + len(runs)
-    assert lines[1].startswith("bow-1 ") and "2026-01-03 08:30" in lines[1] and "75.0%" in lines[1]
+    assert lines[1].startswith("bow-1 ") and _local("2026-01-03T08:30:00+00:00") in lines[1] and "75.00%" in lines[1]
     assert "1h06m" in lines[1]                        # 4000 s
     hog = next(line for line in lines if line.startswith("hog-1"))
-    assert "hog+color_hist" in hog and "62.0%" in hog and "61.0%" in hog and "2m05s" in hog
+    assert "hog+color_hist" in hog and "62.00%" in hog and "61.00%" in hog and "2m05s" in hog
     val_end = lines[0].index("val acc") + len("val acc")
     assert all(line[val_end - 1] in "%c" for line in lines)      # right-aligned under the header
     unfinished = next(line for line in lines if line.startswith("pixels-2"))
-    assert " - " in unfinished and "unfinished" in unfinished
+    assert " - " in unfinished and "unfinished" in unfinished and unfinished.endswith("true")
+    assert next(line for line in lines if line.startswith("pixels-1")).endswith("false")
     assert format_runs([]) == "no runs"
+
+
+def _local(iso: str) -> str:
+    """How the table shows a UTC time: in local time, to the minute."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def test_durations_read_naturally():
@@ -123,3 +136,158 @@ def test_read_summary_names_the_missing_or_damaged_file(tmp_path):
     (tmp_path / "summary.json").write_text("{")
     with pytest.raises(MlpError, match=r"summary.json: not valid JSON"):
         read_summary(tmp_path / "summary.json")
+
+
+def configured_run(root, folder, overrides: dict, val_acc=0.5, summary=True):
+    """A run folder whose config.yaml is a full resolved config with `overrides` ({dotted key: value})."""
+    cfg = load_config(None, [f"{key}={json.dumps(value)}" for key, value in overrides.items()])
+    run = write_run(root, folder, name="default", started="2026-01-02T10:00:00+00:00", features=["hog"],
+                    model="324-100-4 relu softmax", val_acc=val_acc)
+    (run / "config.yaml").write_text(dump_config(cfg))
+    if not summary:
+        (run / "summary.json").unlink()
+    return run
+
+
+def test_a_column_for_each_config_key_that_differs(tmp_path):
+    configured_run(tmp_path, "a", {"optim.lr": 0.05, "output.name": "first"})
+    configured_run(tmp_path, "b", {"optim.lr": 0.1, "model.hidden": [256, 128], "output.name": "second"})
+    configured_run(tmp_path, "c", {"optim.lr": 0.1, "output.dir": "elsewhere"})
+    runs = list_runs(tmp_path)
+    header, *rows = format_runs(runs).splitlines()
+    assert header.split()[-2:] == ["hidden", "lr"]            # config order; output.* is where, not what
+    assert [row.split()[-2:] for row in rows] == [["[100]", "0.05"], ["[256,128]", "0.1"], ["[100]", "0.1"]]
+    assert [run["config"] for run in runs_json(runs)] == [
+        {"model.hidden": [100], "optim.lr": 0.05}, {"model.hidden": [256, 128], "optim.lr": 0.1},
+        {"model.hidden": [100], "optim.lr": 0.1}]
+    assert "hidden" not in format_runs(runs[:1]).splitlines()[0]     # one run: nothing differs
+
+
+def test_columns_are_named_by_the_shortest_unambiguous_tail():
+    assert short_names(["optim.lr", "seed", "data.shapes.seed", "features.extractors[0].hog.orientations"]) == {
+        "optim.lr": "lr", "seed": "seed", "data.shapes.seed": "shapes.seed",
+        "features.extractors[0].hog.orientations": "orientations"}
+
+
+@pytest.mark.parametrize("width", [100, 80, 60, 40])
+def test_the_table_fits_the_width_keeping_run_status_and_accuracy(root, width):
+    runs = list_runs(root)
+    lines = format_runs(runs, width).splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert lines[0].split()[:2] == ["run", "status"] or lines[0].startswith("run ")
+    assert "status" in lines[0] and "val acc" in lines[0]
+    assert "unfinished" in format_runs(runs, width)
+    wide = format_runs(runs).splitlines()
+    assert max(map(len, wide)) > width and len(lines) == len(wide)
+
+
+def test_hostile_run_folders_are_listed_not_fatal(tmp_path):
+    def folder(name, **files):
+        path = tmp_path / name
+        path.mkdir()
+        for file, content in files.items():
+            target = path / file.replace("_", ".")
+            if content is None:
+                target.mkdir()
+            elif isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        return path
+
+    folder("list", summary_json="[]")
+    folder("text-accuracy", summary_json=json.dumps({"val": {"accuracy": "0.9"}, "seconds": "fast", "epochs_run": -3}))
+    folder("deep", summary_json="[" * 100_000 + "]" * 100_000)
+    folder("binary", summary_json=b"\xff\xfe\x00", config_yaml=b"\xff\x00")
+    folder("dirs", summary_json=None, metrics_jsonl=None, config_yaml="model: [unclosed")
+    folder("nan", summary_json='{"val": {"accuracy": NaN}, "seconds": Infinity}',
+           metrics_jsonl='{"epoch": 1, "val_acc": "high", "seconds": -1}\n[1, 2]\n')
+    folder(os.fsdecode(b"bad-\xff-name"), config_yaml="seed: 1\n")
+    runs = {run["run"]: run for run in list_runs(tmp_path)}
+    assert {name: run["status"] for name, run in runs.items()} == {
+        "list": "damaged", "text-accuracy": "damaged", "deep": "damaged", "binary": "damaged", "dirs": "damaged",
+        "nan": "damaged", "bad-\ufffd-name": "unfinished"}
+    assert all(run["val_acc"] is None and run["seconds"] in (None, 0.0) for run in runs.values())
+    for key in SORT_KEYS:
+        assert len(sort_runs(list(runs.values()), key)) == len(runs)
+    table = format_runs(list(runs.values()), 80)
+    assert "bad-\ufffd-name" in table, table
+    json.dumps(runs_json(list(runs.values())))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["val", "test", "accuracy", "seconds", "started", "features", "confusion",
+                                         "name", "epochs_run", "best_epoch", "stopped", "model", "loss"]),
+                        inner, max_size=4), max_leaves=12))
+def test_any_json_summary_gives_a_record(tmp_path_factory, summary):
+    folder = tmp_path_factory.mktemp("runs") / "run"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = run_record(folder)
+    assert run["status"] in {"completed", "early_stop", "damaged"} or isinstance(summary, dict)
+    assert run["val_acc"] is None or 0 <= run["val_acc"] <= 1
+    for key in SORT_KEYS:
+        sort_runs([run, run_record(folder)], key)
+    format_runs([run], 60)
+    json.dumps(runs_json([run]), allow_nan=False)
+
+
+def test_a_sweep_folder_lists_its_trials_with_the_swept_keys(tmp_path):
+    sweep = tmp_path / "lr-reg-20260101-100000"
+    (sweep / "runs").mkdir(parents=True)
+    (sweep / "trials.jsonl").write_text("")
+    for i, (lr, reg) in enumerate([(0.01, 0.001), (0.1, 0.001), (0.01, 0.01)]):
+        configured_run(sweep / "runs", f"trial-{i}", {"optim.lr": lr, "reg": reg, "output.dir": str(sweep / "runs")},
+                       val_acc=0.5 + i / 10, summary=i < 2)
+    runs = list_runs(sweep)
+    assert [run["run"] for run in runs][:2] == ["trial-0", "trial-1"]
+    header, *rows = format_runs(sort_runs(runs, "val_acc")).splitlines()
+    assert header.split()[-2:] == ["reg", "lr"]
+    assert rows[0].startswith("trial-2") and "unfinished" in rows[0] and rows[0].split()[-2:] == ["0.01", "0.01"]
+    (tmp_path / "new-sweep").mkdir()
+    (tmp_path / "new-sweep" / "trials.jsonl").write_text("")
+    assert list_runs(tmp_path / "new-sweep") == []          # no trial has started yet
+
+
+def test_compare_shows_differing_keys_and_metrics_side_by_side(tmp_path):
+    a = configured_run(tmp_path, "a", {"optim.lr": 0.05}, val_acc=0.6)
+    b = configured_run(tmp_path, "b", {"optim.lr": 0.1, "model.activation": "tanh"}, val_acc=0.7)
+    summary = json.loads((b / "summary.json").read_text())
+    summary["val"].update(confusion=[[3, 1], [0, 4]], loss=0.5)
+    (b / "summary.json").write_text(json.dumps(summary))
+    comparison = compare_runs([a, b])
+    assert comparison["runs"] == ["a", "b"]
+    assert comparison["config"] == {"model.activation": ["relu", "tanh"], "optim.lr": [0.05, 0.1]}
+    assert comparison["metrics"]["val_acc"] == [0.6, 0.7] and comparison["metrics"]["val_loss"] == [None, 0.5]
+    assert comparison["metrics"]["macro_f1"] == [None, pytest.approx((6 / 7 + 8 / 9) / 2, abs=1e-6)]
+    lines = format_comparison(comparison).splitlines()
+    assert lines[0].split() == ["a", "b"]
+    assert lines[1].split() == ["model.activation", "relu", "tanh"] and lines[2].split() == ["optim.lr", "0.05", "0.1"]
+    assert ["val", "acc", "60.00%", "70.00%"] in [line.split() for line in lines]
+    assert all(len(line) <= 30 for line in format_comparison(comparison, 30).splitlines())
+    with pytest.raises(MlpError, match="is not a run folder"):
+        compare_runs([a, tmp_path])
+
+
+def test_mlp_runs_and_compare_on_the_command_line(root, tmp_path):
+    from click.testing import CliRunner
+
+    from mlpcli.cli import cli
+
+    runner = CliRunner()
+    narrow = runner.invoke(cli, ["runs", str(root), "--width", "50"])
+    assert narrow.exit_code == 0 and all(len(line) <= 50 for line in narrow.output.splitlines())
+    wide = runner.invoke(cli, ["runs", str(root)])                 # not a terminal: nothing is cut
+    assert max(len(line) for line in wide.output.splitlines()) > 50 and "…" not in wide.output
+    listed = json.loads(runner.invoke(cli, ["runs", str(root), "--json", "--sort", "val_acc"]).output)
+    assert [run["run"] for run in listed][:2] == ["bow-1", "hog-1"]
+    gray = {run["run"]: run["config"]["features.extractors[0].pixels.gray"] for run in listed}
+    assert gray == {"bow-1": None, "hog-1": None, "hog-2": None, "pixels-1": False, "pixels-2": True}
+    compared = runner.invoke(cli, ["compare", str(root / "hog-1"), str(root / "bow-1"), "--json"])
+    assert compared.exit_code == 0 and json.loads(compared.output)["metrics"]["val_acc"] == [0.62, 0.75]
+    one = runner.invoke(cli, ["compare", str(root / "hog-1")])
+    assert one.exit_code == 2 and "give at least two run folders to compare" in one.output
+    notes = runner.invoke(cli, ["compare", str(root / "hog-1"), str(root / "notes")])
+    assert notes.exit_code == 1 and "is not a run folder" in notes.output

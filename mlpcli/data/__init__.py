@@ -23,6 +23,7 @@ SOURCES = {
     "fashion-mnist": idx.load_fashion_mnist,
     "npz": npz.load,
 }
+BUILT_IN = {"shapes", "faces"}      # the sources that make or ship their images and read no data.path
 
 
 def load_splits(cfg, rng: np.random.Generator | None = None) -> dict[str, Dataset]:
