@@ -12,7 +12,6 @@ import glob
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 

@@ -42,7 +42,7 @@ def photos(tmp_path):
     """photos/{0,1}.png, photos/deeper/more/{2,3}.jpg, notes.txt, a broken PNG, and a FIFO named like an image."""
     root = tmp_path / "photos"
     (root / "deeper" / "more").mkdir(parents=True)
-    images = render_shapes(np.array([0, 1, 2, 0]), 16, 0.05, np.random.default_rng(5))
+    images = render_shapes(np.array([0, 1, 2, 0]), 16, 0.05, np.random.default_rng(5).spawn(4))
     for i, image in enumerate(images):
         Image.fromarray(image).resize((24, 24)).save(root / (f"{i}.png" if i < 2 else f"deeper/more/{i}.JPG"))
     (root / "notes.txt").write_text("not an image")
