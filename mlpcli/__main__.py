@@ -26,6 +26,9 @@ def main() -> None:
     except (click.Abort, KeyboardInterrupt):          # a Ctrl-C before the command began its work
         click.echo("Aborted.", err=True)
         code = 130
+    except BrokenPipeError:                           # the reader went away (`mlp runs | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # done: a late Ctrl-C must not turn exit codes into -2
     if code == 130:     # interrupted, and cleaned up: leave before the interpreter's shutdown meets a pending Ctrl-C

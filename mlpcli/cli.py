@@ -28,16 +28,23 @@ class MlpGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Interrupted as err:
-            click.echo(str(err), err=True)
+            click.echo(printable(str(err)), err=True)
             ctx.exit(130)
         except MlpError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(printable(str(err))) from None
+        except BrokenPipeError:
+            raise
         except OSError as err:
             where = f": {err.filename}" if err.filename else ""
-            raise click.ClickException(f"{err.strerror or err}{where}") from None
+            raise click.ClickException(printable(f"{err.strerror or err}{where}")) from None
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             ctx.exit(130)
+
+
+def printable(text: str) -> str:
+    """`text` as it can be printed: file names that are not valid UTF-8 shown with \\x escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @click.group(cls=MlpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -487,6 +494,70 @@ def info(path: str, as_json: bool) -> None:
     click.echo("modes: " + ", ".join(f"{mode} ×{n}" for mode, n in facts["modes"].items()))
     for problem in facts.get("unreadable", []):
         click.echo(f"unreadable: {problem}")
+
+
+@cli.group()
+def cache() -> None:
+    """Look at and free the feature cache (cache_dir; its size limit is cache_max_gb)."""
+
+
+def _cache_dir(cache_dir: str | None) -> str:
+    from mlpcli.config import Config
+
+    return cache_dir or Config().cache_dir
+
+
+@cache.command(name="info", short_help="Show the feature stores in the cache and their sizes.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False), help="The cache folder (default: the default "
+              "config's cache_dir, ~/.cache/mlpcli).")
+@click.option("--json", "as_json", is_flag=True, help="Print the stores as JSON.")
+def cache_info(cache_dir: str | None, as_json: bool) -> None:
+    """List the feature stores in the cache, least recently used (the first evicted) first.
+
+    \b
+      mlp cache info
+      mlp cache info --dir /shared/mlp-cache --json
+    """
+    from datetime import datetime
+
+    from mlpcli.config import Config
+    from mlpcli.features.store import cache_contents
+
+    folder = _cache_dir(cache_dir)
+    stores = cache_contents(folder)
+    if as_json:
+        click.echo(json.dumps({"cache_dir": folder, "stores": stores}, indent=2))
+        return
+    total = sum(store["bytes"] for store in stores)
+    click.echo(f"{folder}: {len(stores)} feature store(s), {_size(total)} (each run keeps it within its "
+               f"cache_max_gb, by default {Config().cache_max_gb:g} GB)")
+    for store in stores:
+        used = datetime.fromtimestamp(store["last_used"]).strftime("%Y-%m-%d %H:%M")
+        shape = f"{store['rows']} x {store['dim']}" if store["status"] == "ready" else store["status"]
+        click.echo(f"  {store['key'][:12]}  {used}  {_size(store['bytes']):>9}  {shape:>16}  "
+                   f"{'+'.join(store.get('features', []))}")
+
+
+@cache.command(name="clear", short_help="Remove every feature store from the cache.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False), help="The cache folder (default: the default "
+              "config's cache_dir, ~/.cache/mlpcli).")
+def cache_clear(cache_dir: str | None) -> None:
+    """Remove every feature store from the cache; the next run extracts its features again.
+
+    \b
+      mlp cache clear
+    """
+    from mlpcli.features.store import clear_cache
+
+    folder = _cache_dir(cache_dir)
+    click.echo(f"removed {_size(clear_cache(folder))} from {folder}")
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
 
 
 @cli.command(short_help="Write a run's plots and report.html.")

@@ -319,3 +319,19 @@ def test_report_on_a_folder_that_is_not_a_run(runner, tmp_path):
     result = runner.invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: cannot report on") and "config.yaml is missing" in result.output
+
+
+def test_cache_info_lists_the_stores_and_clear_removes_them(runner, tiny_config, tmp_path):
+    cache = tmp_path / "cache"
+    trained = runner.invoke(cli, ["train", str(tiny_config), "--out", str(tmp_path / "r"), "-q", f"cache_dir={cache}"])
+    assert trained.exit_code == 0, trained.output
+    info = runner.invoke(cli, ["cache", "info", "--dir", str(cache), "--json"])
+    assert info.exit_code == 0, info.output
+    stores = json.loads(info.output)["stores"]
+    assert sorted((store["rows"], store["dim"]) for store in stores) == [(24, 768), (66, 768)]
+    assert all(store["status"] == "ready" and store["features"] == ["pixels"] for store in stores)
+    text = runner.invoke(cli, ["cache", "info", "--dir", str(cache)])
+    assert text.output.startswith(f"{cache}: 2 feature store(s)")
+    cleared = runner.invoke(cli, ["cache", "clear", "--dir", str(cache)])
+    assert cleared.exit_code == 0 and cleared.output.startswith("removed ")
+    assert json.loads(runner.invoke(cli, ["cache", "info", "--dir", str(cache), "--json"]).output)["stores"] == []

@@ -108,7 +108,8 @@ class Crash(BaseException):
     """Stands for the process dying (kill -9) right after a checkpoint was written."""
 
 
-@pytest.mark.parametrize("crash_after_saves, overrides", [(1, []), (4, []), (5, []), (4, ["data.flip=true"])])
+@pytest.mark.parametrize("crash_after_saves, overrides", [(1, []), (4, []), (5, []), (4, ["data.flip=true"]),
+                                                         (4, ["features.load=disk"])])
 def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeypatch, crash_after_saves, overrides):
     reference = run_once(tiny_config, tmp_path / "reference", overrides)
     real_save, saves = checkpoint.save, []
@@ -227,3 +228,33 @@ def test_the_dropout_stream_leaves_the_streams_before_it_as_they_were():
     for name, child in zip(["data", "features", "init", "shuffle"], before):
         assert rngs[name].random(3).tolist() == np.random.default_rng(child).random(3).tolist()
     assert rngs["dropout"].random() not in [np.random.default_rng(child).random() for child in before]
+
+
+def test_training_from_memory_and_from_the_disk_store_gives_identical_checkpoints(tiny_config, tmp_path):
+    """Identical but for the features.load the checkpoint's config records."""
+    memory = run_once(tiny_config, tmp_path / "memory", ["features.load=memory", "data.flip=true"])
+    disk = run_once(tiny_config, tmp_path / "disk", ["features.load=disk", "data.flip=true"])
+    for name in ("last", "best"):
+        a, b = load_npz(getattr(memory, name)), load_npz(getattr(disk, name))
+        meta_a, meta_b = (json.loads(arrays.pop("meta").tobytes()) for arrays in (a, b))
+        assert meta_a["config"]["features"].pop("load") == "memory"
+        assert meta_b["config"]["features"].pop("load") == "disk"
+        assert meta_a == meta_b
+        assert a.keys() == b.keys() and all(a[key].tobytes() == b[key].tobytes() for key in a)
+
+
+def test_the_feature_stores_of_a_run_serve_the_next_one(tiny_config, tmp_path, monkeypatch):
+    from mlpcli.features import pixels
+
+    cache = ["cache_dir=" + str(tmp_path / "cache")]
+    first = run_once(tiny_config, tmp_path / "first", cache)
+    stores = sorted(p.name for p in (tmp_path / "cache" / "features").iterdir())
+    assert len(stores) == 2                            # train (with the fitted state) and val
+
+    def fail(self, images):
+        raise AssertionError("extracted again instead of reading the store")
+
+    monkeypatch.setattr(pixels.Pixels, "transform", fail)
+    again = run_once(tiny_config, tmp_path / "again", [*cache, "optim.lr=0.02"])      # another model, same features
+    assert sorted(p.name for p in (tmp_path / "cache" / "features").iterdir()) == stores
+    assert sha256(first.last) != sha256(again.last)

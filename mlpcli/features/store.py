@@ -61,7 +61,7 @@ class Store:
 
     @property
     def nbytes(self) -> int:
-        return sum(entry.stat().st_size for entry in self.path.iterdir())
+        return _folder_bytes(self.path)
 
 
 class MappedRows:
@@ -138,22 +138,20 @@ class StoreRoot:
         return StoreWriter(self, key, rows, dim, np.dtype(dtype), about)
 
     def evict(self) -> None:
-        """Remove least-recently-used stores (never those in use) until the stores fit in max_bytes."""
+        """Remove least-recently-used stores (never those in use; older-format files and leftovers count as
+        stores) until the cache fits in max_bytes."""
         if self.max_bytes is None or not self.path.is_dir():
             return
-        stores = []
-        for folder in self.path.iterdir():
-            info = folder / INFO
-            if folder.name in self.in_use or not info.exists():
-                continue
-            stores.append((info.stat().st_mtime, folder.name, Store(folder).nbytes))
-        total = sum(size for _, _, size in stores) + sum(Store(self.path / key).nbytes for key in self.in_use
-                                                        if (self.path / key).is_dir())
-        for _, name, size in sorted(stores):
+        entries = cache_contents(str(self.path.parent))
+        total = sum(entry["bytes"] for entry in entries)
+        for entry in entries:
             if total <= self.max_bytes:
                 break
-            shutil.rmtree(self.path / name, ignore_errors=True)
-            total -= size
+            if entry["key"] in self.in_use or entry["status"] == "unfinished":    # being built, maybe elsewhere
+                continue
+            path = self.path / entry["key"]
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            total -= entry["bytes"]
 
     def close(self) -> None:
         """Remove a temporary root and everything in it."""
@@ -193,3 +191,40 @@ class StoreWriter:
 
     def discard(self) -> None:
         shutil.rmtree(self.building, ignore_errors=True)
+
+
+def cache_contents(cache_dir: str) -> list[dict]:
+    """The stores in cache_dir/features, least recently used first: key, rows, dim, dtype, features, bytes,
+    last used (seconds since the epoch); unfinished or damaged folders as such."""
+    root = Path(cache_dir).expanduser() / "features"
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        entry = {"key": folder.name, "bytes": _folder_bytes(folder)}
+        try:
+            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+            entry |= {"rows": int(info["rows"]), "dim": int(info["dim"]), "dtype": str(info["dtype"]),
+                      "features": [str(name) for name in info.get("features", [])],
+                      "last_used": (folder / INFO).stat().st_mtime, "status": "ready"}
+        except (OSError, ValueError, KeyError, TypeError):
+            status = "unfinished" if folder.name.endswith(".part") else "damaged" if folder.is_dir() else "old format"
+            entry |= {"last_used": folder.stat().st_mtime, "status": status}
+        found.append(entry)
+    return sorted(found, key=lambda entry: entry["last_used"])
+
+
+def clear_cache(cache_dir: str) -> int:
+    """Remove every feature store (and round 1's decoded-image cache) under cache_dir; the bytes freed."""
+    freed = 0
+    for name in ("features", "images"):
+        folder = Path(cache_dir).expanduser() / name
+        if folder.is_dir():
+            freed += _folder_bytes(folder)
+            shutil.rmtree(folder)
+    return freed
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files in `folder` (or of `folder` itself, a file)."""
+    if not folder.is_dir():
+        return folder.stat().st_size
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
