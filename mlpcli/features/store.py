@@ -18,6 +18,7 @@ under a temporary folder removed when the run ends.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -97,6 +98,18 @@ class MappedRows:
         return self._map
 
 
+def _allocate(path: Path) -> None:
+    """Reserve the disk space of the (sparse) file at `path` now: workers write it through memory maps, and a
+    write into a memory map that finds the disk full kills the process (SIGBUS) instead of raising an error."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as err:
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):     # a file system without it: write as we go
+                return
+            raise OSError(err.errno, err.strerror, str(path)) from None
+
+
 def rewrite_blocks(path: Path, fn, block: int) -> None:
     """Replace every block of `block` rows of the .npy file at `path` by fn(rows) (in place allowed),
     mapping the file afresh every REMAP_BYTES so the resident memory stays bounded."""
@@ -166,8 +179,13 @@ class StoreWriter:
         self.root, self.key, self.about = root, key, about
         self.building = Path(tempfile.mkdtemp(prefix=f".{key}-", suffix=".part", dir=root.path))
         self.rows_path = self.building / ROWS
-        np.lib.format.open_memmap(self.rows_path, mode="w+", dtype=dtype, shape=(rows, dim)).flush()
         self.shape, self.dtype = (rows, dim), dtype
+        try:
+            np.lib.format.open_memmap(self.rows_path, mode="w+", dtype=dtype, shape=(rows, dim)).flush()
+            _allocate(self.rows_path)
+        except BaseException:
+            self.discard()
+            raise
 
     def finish(self, unreadable: np.ndarray | None, state: dict[str, np.ndarray] | None) -> Store:
         """Write the rest and move the store into place; the finished Store."""
