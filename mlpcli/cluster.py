@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlpcli import __version__
-from mlpcli.errors import MlpError
+from mlpcli.errors import MlpError, one_line
 
 CONNECT_TIMEOUT = "30s"
 
@@ -52,7 +52,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
     try:
         client = Client(scheduler, security=security, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:
-        raise MlpError(f"cannot connect to the Dask scheduler at {scheduler}: {_one_line(err)} (is `dask scheduler` "
+        raise MlpError(f"cannot connect to the Dask scheduler at {scheduler}: {one_line(err)} (is `dask scheduler` "
                        f"running there, and do the TLS files match its own?)") from None
     with client:
         _check_workers(client, scheduler, log)
@@ -90,7 +90,7 @@ def _check_workers(client, scheduler: str, log) -> None:
     try:
         versions = client.run(worker_version)
     except Exception as err:   # a worker that cannot import mlpcli fails to unpickle the function
-        raise MlpError(f"a Dask worker of {scheduler} cannot run mlpcli ({_one_line(err)}); install mlpcli "
+        raise MlpError(f"a Dask worker of {scheduler} cannot run mlpcli ({one_line(err)}); install mlpcli "
                        f"{__version__} in every worker's environment") from None
     if not versions:
         log(f"no Dask worker is connected to {scheduler} yet; the work waits for `dask worker {scheduler}`")
@@ -114,7 +114,3 @@ def worker_address() -> str:
     except ValueError:
         return "local"
 
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -1,0 +1,87 @@
+"""The sweep folder, owned by the sweep's driver:
+
+    SWEEP/sweep.yaml     the resolved spec: config and search space (`mlp sweep --resume SWEEP` reads it)
+    SWEEP/trials.jsonl   one JSON object per trial: trial, config, seed, params, status, epochs, best_val_acc,
+                         best_val_loss, test_acc, seconds, worker, run, error
+    SWEEP/runs/<trial>/  each trial's run folder (`mlp runs SWEEP/runs`, `mlp report SWEEP/runs/<trial>`)
+
+Every write replaces a file atomically, so a driver killed at any moment leaves a readable folder.
+Status of a trial: pending, running, unfinished (the driver was interrupted), paused (at a rung of
+successive halving), completed, early_stop, pruned or failed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from mlpcli.atomic import write_text_atomic
+from mlpcli.config import Config, dump_config, load_config
+from mlpcli.errors import MlpError
+
+FINISHED = ("completed", "early_stop", "pruned", "failed")
+
+
+class SweepDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.spec = self.path / "sweep.yaml"
+        self.trials = self.path / "trials.jsonl"
+        self.runs = self.path / "runs"
+
+    @classmethod
+    def create(cls, spec: Config, out: str | Path | None = None) -> SweepDir:
+        """A new sweep folder: `out`, or sweeps/<output.name>-<timestamp>; never an existing sweep."""
+        if out is None:
+            base = Path("sweeps") / f"{spec.output.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            path, n = base, 1
+            while path.exists():
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+        else:
+            path = Path(out)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise MlpError(f"{path} already exists and is not empty; pick another --out, or continue that "
+                               f"sweep with `mlp sweep --resume {path}`")
+        sweep = cls(path.absolute())
+        sweep.runs.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(sweep.spec, dump_config(spec))
+        write_text_atomic(sweep.trials, "")
+        return sweep
+
+    @classmethod
+    def existing(cls, path: str | Path) -> SweepDir:
+        sweep = cls(Path(path).absolute())
+        if not sweep.spec.is_file():
+            raise MlpError(f"{path} is not a sweep folder (it has no sweep.yaml); sweep folders are written by "
+                           f"`mlp sweep`")
+        return sweep
+
+    def load_spec(self) -> Config:
+        return load_config(self.spec)
+
+    def read_trials(self) -> dict[str, dict]:
+        """{trial id: record} from trials.jsonl; MlpError naming the line if one is damaged."""
+        if not self.trials.exists():
+            return {}
+        records = {}
+        for number, line in enumerate(self.trials.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise MlpError(f"{self.trials}, line {number}: not valid JSON ({err.msg}); remove the line to run "
+                               f"that trial again") from None
+            if not isinstance(record, dict) or not isinstance(record.get("trial"), str):
+                raise MlpError(f"{self.trials}, line {number}: not a trial record (no \"trial\" name); remove the "
+                               f"line to run that trial again")
+            records[record["trial"]] = record
+        return records
+
+    def write_trials(self, records: dict[str, dict]) -> None:
+        write_text_atomic(self.trials, "".join(json.dumps(record) + "\n" for record in records.values()))
+
+    def run_dir(self, trial_id: str) -> Path:
+        return self.runs / trial_id
