@@ -188,10 +188,10 @@ def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, worker
 
             click.echo(planned(spec))
             return
-        folder = SweepDir.create(spec, out)
-    say(f"sweep folder: {folder.path}")
-    tls = TLSFiles(tls_ca, tls_cert, tls_key)
-    with connect(scheduler, workers=workers, tls=tls, log=say) as client:
+    with connect(scheduler, workers=workers, tls=TLSFiles(tls_ca, tls_cert, tls_key), log=say) as client:
+        if resume_dir is None:
+            folder = SweepDir.create(spec, out)
+        say(f"sweep folder: {folder.path}")
         records = run_sweep(folder, client, progress=not quiet, log=say)
     rows = configurations(records, spec.sweep.metric)
     if as_json:

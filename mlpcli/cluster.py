@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from mlpcli import __version__
 from mlpcli.errors import MlpError, one_line
 
-CONNECT_TIMEOUT = "30s"
+CONNECT_TIMEOUT = "10s"     # a scheduler that is up answers in well under a second
 
 
 @dataclass
@@ -42,7 +42,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
         if tls is not None and any(vars(tls).values()):
             raise MlpError("TLS files are for a remote --scheduler tls://HOST:PORT; the local cluster needs none")
         with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield client
         return
     if workers is not None:
@@ -52,8 +52,9 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
     try:
         client = Client(scheduler, security=security, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:
+        hint = "do the TLS files match the cluster's?" if scheduler.startswith("tls") else "does it use tls://?"
         raise MlpError(f"cannot connect to the Dask scheduler at {scheduler}: {one_line(err)} (is `dask scheduler` "
-                       f"running there, and do the TLS files match its own?)") from None
+                       f"running there; {hint})") from None
     with client:
         _check_workers(client, scheduler, log)
         yield client

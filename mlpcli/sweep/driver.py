@@ -25,7 +25,7 @@ from mlpcli.errors import MlpError, one_line
 from mlpcli.rundir import RunDir
 from mlpcli.sweep.folder import FINISHED, SweepDir
 from mlpcli.sweep.samplers import Outcome, make_sampler
-from mlpcli.sweep.spec import Trial, check_spec, feature_key, rungs, trials_of
+from mlpcli.sweep.spec import Trial, check_spec, digits_for, feature_key, rungs, trials_of
 from mlpcli.sweep.trial import extract, metric_at, train_trial
 
 
@@ -51,7 +51,7 @@ class _Driver:
         spec = self.spec
         sampler = make_sampler(spec.sweep)
         total = sampler.total * spec.sweep.seeds
-        digits = max(3, len(str(sampler.total - 1)))
+        digits = digits_for(sampler.total)
         done = sum(record.get("status") in FINISHED for record in self.records.values())
         if not self.cached:
             self.log("features are not cached (cache_dir or features.cache is off): every trial extracts its own")

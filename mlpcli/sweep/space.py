@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -59,7 +59,7 @@ class Range:
     @property
     def values(self) -> tuple:
         lo, step = Decimal(str(self.lo)), Decimal(str(self.step))
-        count = max(0, -(-(Decimal(str(self.hi)) - lo) // step))
+        count = max(0, ((Decimal(str(self.hi)) - lo) / step).to_integral_value(rounding=ROUND_CEILING))
         kind = int if all(isinstance(v, int) for v in (self.lo, self.hi, self.step)) else float
         return tuple(kind(lo + i * step) for i in range(int(count)))
 

@@ -11,7 +11,8 @@ from typing import Any
 from mlpcli.config import Config, SweepConfig, apply_override, read_yaml, set_key
 from mlpcli.errors import ConfigError
 from mlpcli.schema import from_dict, to_dict
-from mlpcli.sweep.space import dump_space, is_swept, parse_param, check_key
+from mlpcli.sweep.samplers import DEFAULT_TRIALS
+from mlpcli.sweep.space import check_key, dump_space, is_swept, parse_param
 
 FEATURE_KEYS = ("seed", "data", "features", "model.dtype", "cache_dir")   # what a trial's features depend on
 
@@ -55,6 +56,7 @@ def load_spec(config: str | Path | None, args: list[str], settings: dict[str, An
     if spec.output.name is None:
         spec.output.name = Path(config).stem if config is not None else "default"
     check_spec(spec)
+    plan(spec)
     return spec
 
 
@@ -130,25 +132,40 @@ def rungs(spec: Config) -> list[int | None]:
     return points + [epochs]
 
 
-def planned(spec: Config) -> str:
-    """What the sweep will run, as text: its size, its rungs, and (grid, random) every configuration,
-    each trial's config validated."""
-    from mlpcli.sweep.results import format_value
+def plan(spec: Config) -> list[dict[str, Any]] | None:
+    """The configurations of a grid or random sweep (None for tpe, whose draws depend on results), with
+    every trial's config validated."""
     from mlpcli.sweep.samplers import make_sampler
 
+    sampler = make_sampler(spec.sweep)
+    if spec.sweep.method == "tpe":
+        return None
+    configs = sampler.ask()
+    for index, params in enumerate(configs):
+        trials_of(spec, index, params, digits_for(len(configs)))
+    return configs
+
+
+def planned(spec: Config) -> str:
+    """What the sweep will run, as text: its size, its rungs, and (grid, random) every configuration."""
+    from mlpcli.sweep.results import format_value
+
     sweep = spec.sweep
-    sampler = make_sampler(sweep)
-    lines = [f"{sweep.method}: {sampler.total} configurations x {sweep.seeds} seed(s) = "
-             f"{sampler.total * sweep.seeds} trials, ranked by {sweep.metric}"]
+    configs = plan(spec)
+    total = len(configs) if configs is not None else (sweep.trials or DEFAULT_TRIALS)
+    lines = [f"{sweep.method}: {total} configurations x {sweep.seeds} seed(s) = {total * sweep.seeds} trials, "
+             f"ranked by {sweep.metric}"]
     points = rungs(spec)
     if points != [None]:
         lines.append(f"successive halving: the best 1/{sweep.eta} continue at epochs {', '.join(map(str, points))}")
-    if sweep.method == "tpe":
+    if configs is None:
         lines.append(f"tpe draws rounds of {sweep.round} configurations, each after the results of the rounds before")
-        return "\n".join(lines)
-    configs = sampler.ask()
-    digits = max(3, len(str(len(configs) - 1)))
-    for index, params in enumerate(configs):
-        trials_of(spec, index, params, digits)
-        lines.append(f"{index:0{digits}d}  " + "  ".join(f"{key}={format_value(value)}" for key, value in params.items()))
+    for index, params in enumerate(configs or []):
+        shown = "  ".join(f"{key}={format_value(value)}" for key, value in params.items())
+        lines.append(f"{index:0{digits_for(total)}d}  {shown}")
     return "\n".join(lines)
+
+
+def digits_for(configurations: int) -> int:
+    """Digits of the configuration numbers in trial names (at least 3, so names sort as numbers)."""
+    return max(3, len(str(configurations - 1)))
