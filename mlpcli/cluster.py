@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from mlpcli import __version__
 from mlpcli.errors import MlpError, one_line
 
+DEFAULT_PORT = 8786          # `dask scheduler`'s
 CONNECT_TIMEOUT = "10s"     # a scheduler that is up answers in well under a second
 
 
@@ -49,7 +52,10 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
         raise MlpError("--workers sets the size of the local cluster; a remote cluster has the workers "
                        "started with `dask worker`")
     security = _security(scheduler, tls or TLSFiles())
+    if not re.search(r":\d+$", scheduler):
+        scheduler = f"{scheduler}:{DEFAULT_PORT}"
     try:
+        _reachable(scheduler)
         client = Client(scheduler, security=security, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:
         hint = "do the TLS files match the cluster's?" if scheduler.startswith("tls") else "does it use tls://?"
@@ -84,6 +90,14 @@ def _security(scheduler: str, tls: TLSFiles):
         raise MlpError(f"{scheduler} needs TLS files: --tls-ca, --tls-cert and --tls-key (or Dask's config "
                        f"distributed.comm.tls.ca-file, .client.cert, .client.key)")
     return security
+
+
+def _reachable(scheduler: str) -> None:
+    """OSError at once if nothing listens at the scheduler's address (Dask would retry until its timeout)."""
+    from distributed.comm import parse_address, parse_host_port
+
+    host, port = parse_host_port(parse_address(scheduler)[1], default_port=DEFAULT_PORT)
+    socket.create_connection((host, port), timeout=float(CONNECT_TIMEOUT.rstrip("s"))).close()
 
 
 def _check_workers(client, scheduler: str, log) -> None:
