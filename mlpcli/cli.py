@@ -467,14 +467,23 @@ def info(path: str, as_json: bool) -> None:
 @cli.command(short_help="Write a run's plots and report.html.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:
-    """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
+    """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html (a sweep folder: its sweep page).
 
     The page is self-contained next to its PNGs: config, metrics per epoch, training curves,
     confusion matrices, per-class precision/recall and the most confident validation mistakes.
 
+    A sweep folder gets SWEEP/report.html: each swept key against the metric, the spread over seeds,
+    every trial's validation curve, and the configurations with links to each trial's report.
+
     \b
       mlp report runs/default-20261126-101500
+      mlp report sweeps/cifar10_hog_color-20261126-101500
     """
+    if (Path(run_dir) / "sweep.yaml").is_file():
+        from mlpcli.sweep.page import write_sweep_report
+
+        click.echo(write_sweep_report(run_dir))
+        return
     from mlpcli.report import write_report
 
     click.echo(write_report(run_dir))

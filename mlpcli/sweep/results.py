@@ -20,8 +20,8 @@ def configurations(records: list[dict], metric: str) -> list[dict]:
         groups.setdefault(record["config"], []).append(record)
     rows = []
     for index, group in groups.items():
-        scores = [r[METRIC_KEYS[metric]] for r in group if r["status"] != "failed" and _number(r[METRIC_KEYS[metric]])]
-        tests = [r["test_acc"] for r in group if _number(r.get("test_acc"))]
+        scores = [r[METRIC_KEYS[metric]] for r in group if r["status"] != "failed" and is_number(r[METRIC_KEYS[metric]])]
+        tests = [r["test_acc"] for r in group if is_number(r.get("test_acc"))]
         rows.append({
             "config": index, "params": group[0]["params"], "n": len(scores),
             "mean": statistics.fmean(scores) if scores else None,
@@ -71,5 +71,6 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (not a bool, not NaN)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

@@ -218,3 +218,18 @@ def test_driver_killed_or_interrupted_then_resume_keeps_and_finishes(tmp_path, s
     for trial in records:
         again = retrained(runs / trial, tmp_path / f"straight-{trial}")
         assert sha256(runs / trial / "checkpoints" / "last.npz") == sha256(again / "checkpoints" / "last.npz")
+
+
+def test_report_of_a_sweep_links_every_trial(base, tmp_path, client):
+    sweep, records = sweep_of(base, ["optim.lr=0.003,0.03,0.3", "train.epochs=3"], tmp_path / "sweep", client,
+                              {"seeds": 2, "prune": "halving"})
+    done = CliRunner().invoke(cli, ["report", str(sweep.path)])
+    assert done.exit_code == 0, done.output
+    page = (sweep.path / "report.html").read_text()
+    assert done.stdout.strip() == str(sweep.path / "report.html")
+    for picture in ("keys.png", "seeds.png", "curves.png"):
+        assert f'src="report/{picture}"' in page and (sweep.path / "report" / picture).stat().st_size > 0
+    for record in records:
+        link = f'runs/{record["trial"]}/report.html' if record["status"] == "completed" else f'runs/{record["trial"]}/'
+        assert f'href="{link}"' in page and (sweep.path / link).exists()
+    assert page.index("optim.lr") < page.index("Sweep spec")
