@@ -13,12 +13,12 @@ successive halving), completed, early_stop, pruned or failed.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.errors import MlpError
+from mlpcli.rundir import new_folder
 
 FINISHED = ("completed", "early_stop", "pruned", "failed")
 
@@ -33,17 +33,7 @@ class SweepDir:
     @classmethod
     def create(cls, spec: Config, out: str | Path | None = None) -> SweepDir:
         """A new sweep folder: `out`, or sweeps/<output.name>-<timestamp>; never an existing sweep."""
-        if out is None:
-            base = Path("sweeps") / f"{spec.output.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            path, n = base, 1
-            while path.exists():
-                n += 1
-                path = base.with_name(f"{base.name}-{n}")
-        else:
-            path = Path(out)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise MlpError(f"{path} already exists and is not empty; pick another --out, or continue that "
-                               f"sweep with `mlp sweep --resume {path}`")
+        path = new_folder(out, Path("sweeps"), spec.output.name, "mlp sweep --resume")
         sweep = cls(path.absolute())
         sweep.runs.mkdir(parents=True, exist_ok=True)
         write_text_atomic(sweep.spec, dump_config(spec))

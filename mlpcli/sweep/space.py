@@ -26,19 +26,10 @@ FUNCTIONS = ("range", "uniform", "loguniform", "int")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One of a list of values (YAML data: numbers, strings, lists, ...)."""
+class _Listed:
+    """A parameter with a list of `values`; a sampler draws the index of one."""
 
-    values: tuple
     log = False
-
-    def spec(self) -> Any:
-        return list(self.values)
-
-    def distribution(self):
-        from optuna.distributions import CategoricalDistribution
-        return CategoricalDistribution(list(range(len(self.values))))   # indices: values may be lists
 
     def decode(self, drawn: Any) -> Any:
         return self.values[drawn]
@@ -48,13 +39,26 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class Range:
+class Choice(_Listed):
+    """One of a list of values (YAML data: numbers, strings, lists, ...)."""
+
+    values: tuple
+
+    def spec(self) -> Any:
+        return list(self.values)
+
+    def distribution(self):
+        from optuna.distributions import CategoricalDistribution
+        return CategoricalDistribution(list(range(len(self.values))))   # unordered: values may be lists
+
+
+@dataclass(frozen=True)
+class Range(_Listed):
     """lo, lo + step, ... below hi, as Python's range (exact decimal steps for floats)."""
 
     lo: int | float
     hi: int | float
     step: int | float
-    log = False
 
     @property
     def values(self) -> tuple:
@@ -70,12 +74,6 @@ class Range:
         """An ordered distribution over the values (so TPE sees that 64 lies between 32 and 128)."""
         from optuna.distributions import IntDistribution
         return IntDistribution(0, len(self.values) - 1)      # the index of the value
-
-    def decode(self, drawn: Any) -> Any:
-        return self.values[drawn]
-
-    def examples(self) -> tuple:
-        return self.values
 
 
 @dataclass(frozen=True)
