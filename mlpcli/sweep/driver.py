@@ -172,7 +172,8 @@ class _Driver:
             return None
         key = feature_key(cfg)
         if key not in self.extractions:
-            self.extractions[key] = self.client.submit(extract, cfg, key=f"features-{uuid.uuid4().hex[:8]}")
+            resumes = self.spec.sweep.prune == "halving"
+            self.extractions[key] = self.client.submit(extract, cfg, resumes, key=f"features-{uuid.uuid4().hex[:8]}")
         return self.extractions[key]
 
     def _settled(self, trial: Trial, stop_after: int | None) -> bool:

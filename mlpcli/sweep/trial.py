@@ -18,10 +18,17 @@ from mlpcli.errors import one_line
 from mlpcli.rundir import RunDir
 
 
-def extract(cfg: Config) -> str | None:
-    """Extract and cache the features of `cfg`'s data and features config; None, or the error."""
+def extract(cfg: Config, resumes: bool = False) -> str | None:
+    """Extract and cache the features of `cfg`'s data and features config; None, or the error. With
+    `resumes` (successive halving), also cache what a resumed trial reads: the training images' features
+    under the fitted state (train.prepare with a checkpoint's feature state)."""
     try:
         experiment.extract_features(cfg)
+        if resumes:
+            from mlpcli.train import prepare
+
+            prep, _ = prepare(cfg, None, progress=False)          # from the cache just written
+            prepare(cfg, prep.pipeline.state(), progress=False)
     except Exception as err:   # noqa: BLE001 - reported with the trials that needed the features
         return f"feature extraction failed: {one_line(err)}"
     return None

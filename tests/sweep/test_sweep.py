@@ -20,7 +20,7 @@ from mlpcli.cluster import connect
 from mlpcli.sweep.driver import run_sweep
 from mlpcli.sweep.folder import SweepDir
 from mlpcli.sweep.results import configurations, format_table
-from mlpcli.sweep.spec import load_spec
+from mlpcli.sweep.spec import feature_key, load_spec, plan, trials_of
 from tests.conftest import TINY
 from tests.helpers import sha256
 
@@ -91,8 +91,8 @@ def test_a_trial_equals_mlp_train_of_its_config_byte_for_byte(base, tmp_path, cl
 
 
 def test_features_are_extracted_once_before_the_trials(base, tmp_path, client):
-    sweep, records = sweep_of(base, ["optim.lr=0.01,0.03,0.1", "reg=0,0.001"], tmp_path / "sweep", client,
-                              {"seeds": 2})
+    sweep, records = sweep_of(base, ["optim.lr=0.01,0.03,0.1", "reg=0,0.001", "model.hidden=[8],[12]"],
+                              tmp_path / "sweep", client)
     cached = list((tmp_path / "cache").rglob("*.npz"))
     assert cached
     first_trial = min((sweep.path / r["run"] / "config.yaml").stat().st_mtime for r in records)
@@ -102,7 +102,21 @@ def test_features_are_extracted_once_before_the_trials(base, tmp_path, client):
     cfg = yaml.safe_load((sweep.path / records[0]["run"] / "config.yaml").read_text())
     (one / "config.yaml").write_text(yaml.safe_dump({**cfg, "cache_dir": str(one / "cache")}))
     retrained(one, tmp_path / "one-run")
-    assert len(cached) == 2 * len(list((one / "cache").rglob("*.npz")))    # one set per seed, not per trial
+    assert len(cached) == len(list((one / "cache").rglob("*.npz")))      # one set for all 12 trials
+
+
+def test_trials_share_features_unless_data_features_or_seed_differ():
+    spec = load_spec(None, ["optim.lr=0.01,0.1"], {"seeds": 2})
+    keys = {}
+    for index, params in enumerate(plan(spec)):
+        for trial in trials_of(spec, index, params, 3):
+            keys.setdefault(feature_key(trial.cfg), []).append(trial.id)
+    assert sorted(keys.values()) == [["000-seed0", "001-seed0"], ["000-seed1", "001-seed1"]]
+    other = [load_spec(None, ["reg=0,1", *change]) for change in
+             (["model.hidden=[5]", "train.epochs=3", "optim.name=adam", "loss.name=hinge"],
+              ["data.shapes.noise=0.2"], ["features.normalize=none"], ["model.dtype=float64"])]
+    base_key = feature_key(trials_of(spec, 0, {"optim.lr": 0.01}, 3)[0].cfg)
+    assert [feature_key(trials_of(s, 0, {"reg": 0}, 3)[0].cfg) == base_key for s in other] == [True, False, False, False]
 
 
 def test_successive_halving_continues_the_best_from_their_checkpoints(base, tmp_path, client):
@@ -116,6 +130,9 @@ def test_successive_halving_continues_the_best_from_their_checkpoints(base, tmp_
     at_rung = {r["trial"]: r["best_val_acc"] for r in records if r["status"] == "pruned"}
     first_epoch = json.loads((sweep.path / winner["run"] / "metrics.jsonl").read_text().splitlines()[0])["val_acc"]
     assert all(first_epoch >= score for score in at_rung.values())
+    cached = [path.stat().st_mtime for path in (tmp_path / "cache").rglob("*.npz")]
+    first_trial = min((sweep.path / r["run"] / "config.yaml").stat().st_mtime for r in records)
+    assert cached and max(cached) <= first_trial          # continuing from a checkpoint extracted nothing either
     again = retrained(sweep.path / winner["run"], tmp_path / "straight")      # never paused
     for name in ("last.npz", "best.npz"):
         assert sha256(sweep.path / winner["run"] / "checkpoints" / name) == sha256(again / "checkpoints" / name)
