@@ -13,6 +13,7 @@ same trials, and a resumed driver makes the same decisions again.
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from mlpcli.rundir import RunDir
 from mlpcli.sweep.folder import FINISHED, SweepDir
 from mlpcli.sweep.samplers import Outcome, make_sampler
 from mlpcli.sweep.spec import Trial, check_spec, digits_for, feature_key, rungs, trials_of
-from mlpcli.sweep.trial import extract, metric_at, train_trial
+from mlpcli.sweep.trial import extract, metric_at, progress, train_trial
 
 
 def run_sweep(sweep: SweepDir, client, *, progress: bool = True, log: Callable[[str], None] = lambda line: None
@@ -93,7 +94,7 @@ class _Driver:
                 self.records[trial.id] = {
                     "trial": trial.id, "config": trial.index, "seed": trial.seed, "params": _plain(trial.params),
                     "status": "pending", "epochs": 0, "best_val_acc": None, "best_val_loss": None, "test_acc": None,
-                    "seconds": 0.0, "worker": None, "run": str(Path("runs") / trial.id), "error": None}
+                    "seconds": 0.0, "worker": None, "run": f"runs/{trial.id}", "error": None}
             self.order.append(trial.id)
         self.sweep.write_trials(self.records)
 
@@ -225,13 +226,9 @@ class _Driver:
 
 
 def _on_disk(folder: Path) -> dict:
-    from mlpcli.sweep.trial import progress
-
     return progress(RunDir(folder))
 
 
 def _plain(params: dict) -> dict:
     """JSON's view of the params (tuples become lists), as trials.jsonl holds them."""
-    import json
-
     return json.loads(json.dumps(params))

@@ -13,6 +13,7 @@ successive halving), completed, early_stop, pruned or failed.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from mlpcli.atomic import write_text_atomic
@@ -21,6 +22,11 @@ from mlpcli.errors import MlpError
 from mlpcli.rundir import new_folder
 
 FINISHED = ("completed", "early_stop", "pruned", "failed")
+STATUSES = ("pending", "running", "unfinished", "paused", *FINISHED)
+FIELDS = {"trial": str, "config": int, "seed": int, "params": dict, "status": str, "epochs": int,
+          "best_val_acc": (float, int, type(None)), "best_val_loss": (float, int, type(None)),
+          "test_acc": (float, int, type(None)), "seconds": (float, int), "worker": (str, type(None)), "run": str,
+          "error": (str, type(None))}
 
 
 class SweepDir:
@@ -64,9 +70,10 @@ class SweepDir:
             except json.JSONDecodeError as err:
                 raise MlpError(f"{self.trials}, line {number}: not valid JSON ({err.msg}); remove the line to run "
                                f"that trial again") from None
-            if not isinstance(record, dict) or not isinstance(record.get("trial"), str):
-                raise MlpError(f"{self.trials}, line {number}: not a trial record (no \"trial\" name); remove the "
-                               f"line to run that trial again")
+            problem = _problem(record)
+            if problem:
+                raise MlpError(f"{self.trials}, line {number}: not a trial record ({problem}); remove the line to "
+                               f"run that trial again")
             records[record["trial"]] = record
         return records
 
@@ -75,3 +82,21 @@ class SweepDir:
 
     def run_dir(self, trial_id: str) -> Path:
         return self.runs / trial_id
+
+
+def _problem(record) -> str | None:
+    """What is wrong with a trials.jsonl record, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for name, kind in FIELDS.items():
+        if name not in record:
+            return f"no \"{name}\""
+        if isinstance(record[name], bool) or not isinstance(record[name], kind):
+            return f"\"{name}\" is {record[name]!r}"
+    if not re.fullmatch(r"\d{3,}-seed\d+", record["trial"]):
+        return f"\"trial\" is {record['trial']!r}"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    if record["run"] != f"runs/{record['trial']}":
+        return f"\"run\" is {record['run']!r}, not runs/{record['trial']}"
+    return None
