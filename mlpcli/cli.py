@@ -148,7 +148,8 @@ def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, worker
           resume_dir, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Train CONFIG over a search space, each configuration with one or more seeds.
 
-    A KEY=VALUE argument whose value is a search space is swept; a plain value overrides the config:
+    A KEY=VALUE argument whose value is a search space is swept; a plain value overrides the config
+    (quote the functions in a shell: parentheses are special there):
 
     \b
       KEY=a,b,c                 choices, each read as YAML: model.hidden=[256],[512,256]
@@ -159,7 +160,7 @@ def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, worker
 
     \b
       mlp sweep configs/cifar10_hog_color.yaml optim.lr=0.01,0.05,0.1 reg=0.0001,0.001 --seeds 2
-      mlp sweep cfg.yaml optim.lr=loguniform(1e-3,0.3) --method tpe --trials 30 --prune halving
+      mlp sweep cfg.yaml 'optim.lr=loguniform(1e-3,0.3)' --method tpe --trials 30 --prune halving
       mlp sweep cfg.yaml optim.lr=0.01,0.1 --scheduler tls://node1:8786 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
       mlp sweep --resume sweeps/cifar10_hog_color-20261126-101500
 
