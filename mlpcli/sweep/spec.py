@@ -10,6 +10,7 @@ from typing import Any
 
 from mlpcli.config import Config, SweepConfig, apply_override, read_yaml, set_key
 from mlpcli.errors import ConfigError
+from mlpcli.experiment import _with_absolute_paths
 from mlpcli.schema import from_dict, to_dict
 from mlpcli.sweep.samplers import DEFAULT_TRIALS
 from mlpcli.sweep.space import check_key, dump_space, is_swept, parse_param
@@ -31,7 +32,8 @@ class Trial:
 def load_spec(config: str | Path | None, args: list[str], settings: dict[str, Any] | None = None) -> Config:
     """The sweep spec from YAML file `config` (None: the defaults), `key=value` arguments — a search space
     (`key=a,b`, `key=loguniform(lo,hi)`, ...) goes into sweep.params, one value overrides the config — and
-    `settings` for the sweep section ({"method": "tpe", ...}; None values are skipped)."""
+    `settings` for the sweep section ({"method": "tpe", ...}; None values are skipped). data.path and a
+    relative cache_dir are made absolute."""
     raw = read_yaml(config) if config is not None else {}
     space = {}
     for item in args:
@@ -55,6 +57,7 @@ def load_spec(config: str | Path | None, args: list[str], settings: dict[str, An
     spec = from_dict(Config, raw)
     if spec.output.name is None:
         spec.output.name = Path(config).stem if config is not None else "default"
+    spec = _with_absolute_paths(spec)    # workers (and a resumed driver) may run in other folders
     check_spec(spec)
     plan(spec)
     return spec
