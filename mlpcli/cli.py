@@ -175,6 +175,91 @@ def _summary_line(result) -> str:
     return f"{summary['model']}: " + ", ".join(parts) + f" -> {result.run.path}"
 
 
+@cli.command(short_help="Search hyperparameters and repeat seeds, on local cores or a Dask cluster.")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE | KEY=SPACE]...")
+@click.option("--method", type=click.Choice(["grid", "random", "tpe"]), help="Search method (sweep.method; "
+              "default grid).")
+@click.option("--trials", type=click.IntRange(min=1), help="Configurations to draw, random and tpe (sweep.trials; "
+              "default 20).")
+@click.option("--seeds", type=click.IntRange(min=1), help="Runs per configuration, seeds seed..seed+K-1 "
+              "(sweep.seeds; default 1).")
+@click.option("--prune", type=click.Choice(["none", "halving"]), help="Successive halving of poor configurations "
+              "(sweep.prune; default none).")
+@click.option("--scheduler", metavar="URL", help="Run on the Dask cluster at tcp://HOST:8786 or tls://HOST:8786 "
+              "(default: a local cluster, one worker process per core).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster (default: one "
+              "per core).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="tls://: the CA certificate (PEM) that signed the "
+              "cluster's certificates.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="tls://: this client's certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="tls://: this client's private key (PEM).")
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default: sweeps/<name>-<timestamp>).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
+              help="Finish the sweep in this folder: keep what finished, run what is missing.")
+@click.option("--dry-run", is_flag=True, help="Validate the sweep, print its spec and planned trials, and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines.")
+def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, workers, tls_ca, tls_cert, tls_key, out,
+          resume_dir, dry_run: bool, as_json: bool, quiet: bool) -> None:
+    """Train CONFIG over a search space, each configuration with one or more seeds.
+
+    A KEY=VALUE argument whose value is a search space is swept; a plain value overrides the config
+    (quote the functions in a shell: parentheses are special there):
+
+    \b
+      KEY=a,b,c                 choices, each read as YAML: model.hidden=[256],[512,256]
+      KEY=range(lo,hi,step)     lo, lo+step, ... below hi
+      KEY=uniform(lo,hi)        a number from [lo, hi]           (random, tpe)
+      KEY=loguniform(lo,hi)     a number from [lo, hi], log scale (random, tpe)
+      KEY=int(lo,hi)            an integer from lo..hi            (random, tpe)
+
+    \b
+      mlp sweep configs/cifar10_hog_color.yaml optim.lr=0.01,0.05,0.1 reg=0.0001,0.001 --seeds 2
+      mlp sweep cfg.yaml 'optim.lr=loguniform(1e-3,0.3)' --method tpe --trials 30 --prune halving
+      mlp sweep cfg.yaml optim.lr=0.01,0.1 --scheduler tls://node1:8786 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
+      mlp sweep --resume sweeps/cifar10_hog_color-20261126-101500
+
+    The same can live in the config's sweep: section (mlp train --print-config shows it). Every trial's
+    config is validated first; trials sharing data and features share one extraction. The sweep folder
+    gets sweep.yaml, trials.jsonl and runs/<trial>/; Ctrl-C or a kill loses nothing: --resume finishes.
+    """
+    from mlpcli.cluster import TLSFiles, connect
+    from mlpcli.sweep.driver import run_sweep
+    from mlpcli.sweep.folder import SweepDir
+    from mlpcli.sweep.results import configurations, format_table
+    from mlpcli.sweep.spec import load_spec
+
+    settings = {"method": method, "trials": trials, "seeds": seeds, "prune": prune}
+    say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
+    if resume_dir is not None:
+        if args or out or dry_run or any(v is not None for v in settings.values()):
+            raise click.UsageError("--resume takes the sweep folder alone (and executor options); its sweep.yaml is used")
+        folder = SweepDir.existing(resume_dir)
+        spec = folder.load_spec()
+    else:
+        config, overrides = _split_config_args(args)
+        spec = load_spec(config, list(overrides), settings)
+        if dry_run:
+            from mlpcli.sweep.spec import planned
+
+            click.echo(planned(spec))
+            return
+    with connect(scheduler, workers=workers, tls=TLSFiles(tls_ca, tls_cert, tls_key), log=say) as client:
+        if resume_dir is None:
+            folder = SweepDir.create(spec, out)
+        say(f"sweep folder: {folder.path}")
+        records = run_sweep(folder, client, progress=not quiet, log=say)
+    rows = configurations(records, spec.sweep.metric)
+    if as_json:
+        click.echo(json.dumps({"sweep": str(folder.path), "metric": spec.sweep.metric, "configurations": rows,
+                               "trials": records}, indent=2))
+    else:
+        click.echo(format_table(rows, spec.sweep.metric))
+        click.echo(f"-> {folder.path}")
+    if records and all(record["status"] == "failed" for record in records):
+        raise MlpError(f"every trial failed; the first: {records[0]['error']}")
+
+
 @cli.command(name="eval", short_help="Score a checkpoint on a dataset split.")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
@@ -563,15 +648,24 @@ def _size(count: int) -> str:
 @cli.command(short_help="Write a run's plots and report.html.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir: str) -> None:
-    """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html.
+    """Regenerate the plots of RUN_DIR and write RUN_DIR/report.html (a sweep folder: its sweep page).
 
     The page shows the config, metrics per epoch, training curves, confusion matrices, per-class
     precision, recall and F1, and the most confident validation mistakes. It is one self-contained
     file: every picture is embedded in it, so report.html can be mailed or archived alone.
 
+    A sweep folder gets SWEEP/report.html: each swept key against the metric, the spread over seeds,
+    every trial's validation curve, and the configurations with links to each trial's report.
+
     \b
       mlp report runs/default-20261126-101500
+      mlp report sweeps/cifar10_hog_color-20261126-101500
     """
+    if (Path(run_dir) / "sweep.yaml").is_file():
+        from mlpcli.sweep.page import write_sweep_report
+
+        click.echo(write_sweep_report(run_dir))
+        return
     from mlpcli.report import write_report
 
     click.echo(write_report(run_dir))

@@ -179,6 +179,36 @@ class OutputConfig:
     plots: bool = option(True, "write PNG plots into the run folder")
 
 
+def _parse_space(value: Any, path: str) -> dict:
+    from mlpcli.sweep.space import parse_space
+    return parse_space(value, path)
+
+
+def _dump_space(space: dict) -> dict:
+    from mlpcli.sweep.space import dump_space
+    return dump_space(space)
+
+
+@dataclass
+class SweepConfig:
+    params: dict = option({}, "search space (mlp sweep): {dotted key: [choices] or 'range(lo,hi,step)', "
+                          "'uniform(lo,hi)', 'loguniform(lo,hi)', 'int(lo,hi)'}", parse=_parse_space, dump=_dump_space)
+    method: str = option("grid", "grid: every combination of the choices; random: seeded draws; tpe: Optuna's "
+                         "TPE sampler", choices=["grid", "random", "tpe"])
+    trials: int | None = option(None, "configurations to draw (random, tpe; default 20); grid runs them all", min=1)
+    seeds: int = option(1, "runs of every configuration, with seeds seed, seed+1, ...: results show mean ± std", min=1)
+    seed: int = option(0, "seed of the random and tpe samplers: the same seed gives the same trials", min=0)
+    metric: str = option("val_acc", "what ranks the trials: best validation accuracy, or lowest validation loss",
+                         choices=["val_acc", "val_loss"])
+    prune: str = option("none", "halving: successive halving, only the best 1/eta of the configurations "
+                        "continue at each rung of epochs", choices=["none", "halving"])
+    eta: int = option(3, "successive halving: 1/eta of the configurations continue at each rung", min=2)
+    min_epochs: int = option(1, "successive halving: epochs of the first rung (rungs: min_epochs·eta^k, then "
+                             "train.epochs)", min=1)
+    round: int = option(4, "tpe: configurations drawn per round before their results are told (fixed, so the "
+                        "trials do not depend on the number of workers)", min=1)
+
+
 @dataclass
 class Config:
     seed: int = option(0, "seed of the one random generator behind splits, init, shuffling and sampling", min=0)
@@ -194,6 +224,7 @@ class Config:
     cache_dir: str | None = option("~/.cache/mlpcli", "cache of feature stores (null: off); `mlp cache info` shows it")
     cache_max_gb: float = option(20.0, "size limit of the cache: least recently used stores are removed beyond it",
                                  min=0.0)
+    sweep: SweepConfig = option(SweepConfig(), "mlp sweep: the search space and how it is searched")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
@@ -239,6 +270,13 @@ def apply_override(raw: dict, item: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"override '{item}': the value is not valid YAML") from None
+    set_key(raw, key, value, item)
+
+
+def set_key(raw: dict, key: str, value: Any, item: str | None = None) -> None:
+    """Set dotted config key `key` to `value` in the raw config mapping `raw`; `item` is the override
+    text named in errors (default: key=value)."""
+    item = item or f"{key}={value}"
     node, cls = raw, Config
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -261,7 +299,7 @@ def apply_override(raw: dict, item: str) -> None:
 def _dataclass_named(type_name: str) -> type | None:
     """The config section class a field's annotation names (None for plain values)."""
     return {c.__name__: c for c in (ShapesConfig, DataConfig, FeaturesConfig, ModelConfig, LossConfig, OptimConfig,
-                                    TrainConfig, OutputConfig)}.get(type_name)
+                                    TrainConfig, OutputConfig, SweepConfig)}.get(type_name)
 
 
 def dump_config(cfg: Config) -> str:

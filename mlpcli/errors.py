@@ -19,3 +19,12 @@ class CheckpointError(MlpError):
 
 class TrainingError(MlpError):
     """Training diverged (non-finite loss or weights)."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: an MlpError's message, else its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(err, MlpError) and first:
+        return first
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

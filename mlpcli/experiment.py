@@ -83,24 +83,28 @@ def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | Non
     return _train(cfg, folder, ckpt, stop_after, progress, log)
 
 
-def extract_features(cfg: Config, *, progress: bool = False,
+def extract_features(cfg: Config, *, progress: bool = False, pool=None,
                      report: Callable[[str, Dataset, Store, float, bool], None] | None = None) -> list[int]:
     """Fit the features on the training split and extract every split's into stores, as a run would: with a
-    cache (cache_dir and features.cache) a sweep does this once for all the trials that share them. Calls
-    report(split name, split, store, seconds, served from the cache) after each split; returns the width of
-    each extractor's features."""
+    cache (cache_dir and features.cache) a sweep does this once for all the trials that share them. The
+    chunks run on `pool` (default: worker processes on this machine; a `cluster.DaskPool` runs them on a Dask
+    cluster, which needs the cache on a file system its workers share). Calls report(split name, split, store,
+    seconds, served from the cache) after each split; returns the width of each extractor's features."""
     rngs = generators(cfg.seed)
     splits = load_splits(cfg, rngs["data"])
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
+    if pool is not None and not (cfg.cache_dir and cfg.features.cache):
+        raise MlpError("extracting features on a cluster needs a feature cache the workers share: set cache_dir "
+                       "(and features.cache=true)")
     stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
     try:
-        with ProcessPool() as pool:
+        with ProcessPool() as local:
             for name, split in splits.items():
                 tick, hits = time.perf_counter(), pipeline.cache_hits
                 if name == "train":
-                    store = pipeline.fit(split, rngs["features"], stores, pool, mirror=cfg.data.flip)
+                    store = pipeline.fit(split, rngs["features"], stores, pool or local, mirror=cfg.data.flip)
                 else:
-                    store = pipeline.store(split, stores, pool, mirror=cfg.data.flip_eval)
+                    store = pipeline.store(split, stores, pool or local, mirror=cfg.data.flip_eval)
                 if report:
                     report(name, split, store, time.perf_counter() - tick, pipeline.cache_hits > hits)
     finally:

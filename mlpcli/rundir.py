@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -27,19 +28,7 @@ class RunDir:
     @classmethod
     def create(cls, cfg: Config, out: str | Path | None = None) -> RunDir:
         """A new run folder: `out`, or <output.dir>/<output.name>-<timestamp>; never an existing run."""
-        if out is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            base = Path(cfg.output.dir) / f"{cfg.output.name}-{stamp}"
-            path, n = base, 1
-            while path.exists():
-                n += 1
-                path = base.with_name(f"{base.name}-{n}")
-        else:
-            path = Path(out)
-            if path.exists() and (not path.is_dir() or not _holds_only_leftovers(path)):
-                raise MlpError(f"{path} already exists and is not empty; pick another --out, "
-                               f"or continue that run with `mlp train --resume {path}`")
-        run = cls(path)
+        run = cls(new_folder(out, Path(cfg.output.dir), cfg.output.name, "mlp train --resume", _holds_only_leftovers))
         try:
             (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
             write_text_atomic(run.config, dump_config(cfg))
@@ -116,3 +105,22 @@ def _holds_only_leftovers(folder: Path) -> bool:
         elif not (entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file()):
             return False
     return True
+
+
+def new_folder(out: str | Path | None, parent: Path, name: str, resume_command: str,
+               reusable: Callable[[Path], bool] = lambda folder: not any(folder.iterdir())) -> Path:
+    """The path of a new folder: `out`, which must be absent or `reusable` (default: empty), or
+    <parent>/<name>-<timestamp> (with -2, -3, ... if that exists). `resume_command` continues what an
+    `out` in use holds."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or not reusable(path)):
+            raise MlpError(f"{path} already exists and is not empty; pick another --out, or continue it with "
+                           f"`{resume_command} {path}`")
+        return path
+    base = parent / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path

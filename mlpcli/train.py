@@ -134,11 +134,7 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     try:
         pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
         train = splits["train"]
-        if feature_state is None:
-            store = pipeline.fit(train, rngs["features"], stores, pool, mirror=cfg.data.flip)
-        else:
-            pipeline.load_state(feature_state)
-            store = pipeline.store(train, stores, pool, mirror=cfg.data.flip)
+        store = pipeline.fit(train, rngs["features"], stores, pool, mirror=cfg.data.flip, state=feature_state)
         features = {"train": _rows(store, train, cfg)}
         model = MLP.from_config(features["train"].rows.shape[1], len(train.classes), cfg.model, cfg.loss, cfg.reg,
                                 rngs["init"], rngs["dropout"])

@@ -25,7 +25,7 @@ def values(args, incomplete) -> list[str]:
 
 
 def test_commands_and_options():
-    assert values([], "c") == ["compare", "completion"]
+    assert values([], "c") == ["cache", "compare", "completion"]
     assert values(["data"], "") == ["download", "info"]
     assert "--csv" in values(["predict"], "--")
     assert values(["eval", "run", "--source"], "f") == ["faces", "fashion-mnist", "folder"]

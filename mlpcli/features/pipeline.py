@@ -46,11 +46,20 @@ class FeaturePipeline:
         self.std: np.ndarray | None = None
 
     def fit(self, data: Dataset, rng: np.random.Generator, stores: StoreRoot, pool: ProcessPool | None = None,
-            mirror: bool = False) -> Store:
+            mirror: bool = False, state: dict[str, np.ndarray] | None = None) -> Store:
         """Fit the extractors and the normalization on the training split `data`; the store of its
-        standardized features: (N, D) rows, or with `mirror` (2N, D), the mirror images' rows after."""
+        standardized features: (N, D) rows, or with `mirror` (2N, D), the mirror images' rows after.
+
+        With `state` (a resumed run's), that fitted state is restored instead, and the store of the fit that
+        made it is reused when it is still there."""
         key = self._key("fit", data, json.dumps(rng.bit_generator.state, default=str), mirror)
         store = stores.open(key)
+        if state is not None:
+            self.load_state(state)
+            if store is not None and _digest(store.state()) == _digest(state):
+                self.cache_hits += 1
+                return store
+            return self.store(data, stores, pool, mirror)
         if store is not None:
             self.cache_hits += 1
             self.load_state(store.state())
@@ -70,7 +79,7 @@ class FeaturePipeline:
 
     def store(self, data: Dataset, stores: StoreRoot, pool: ProcessPool | None = None, mirror: bool = False) -> Store:
         """The store of a split's standardized features with the fitted state, as `fit` gives."""
-        key = self._key("transform", data, self._state_digest(), mirror)
+        key = self._key("transform", data, _digest(self.state()), mirror)
         store = stores.open(key)
         if store is not None:
             self.cache_hits += 1
@@ -179,12 +188,6 @@ class FeaturePipeline:
             digest.update(part.encode())
         return digest.hexdigest()
 
-    def _state_digest(self) -> str:
-        digest = hashlib.blake2b(digest_size=16)
-        for name, value in sorted(self.state().items()):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(value).data)
-        return digest.hexdigest()
 
 
 @dataclass
@@ -225,6 +228,15 @@ class ChunkJob:
             rows[offset:offset + count] = mirrored
         rows.flush()
         return problems
+
+
+def _digest(state: dict[str, np.ndarray]) -> str:
+    """A hash of a fitted state's names, dtypes, shapes and values."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, value in sorted(state.items()):
+        digest.update(f"{name} {value.dtype} {value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).data)
+    return digest.hexdigest()
 
 
 def _check_readable(data: Dataset, unreadable: np.ndarray, problems: list[str]) -> None:

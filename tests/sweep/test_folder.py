@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlpcli.errors import MlpError
+from mlpcli.sweep.folder import SweepDir
+from mlpcli.sweep.spec import load_spec
+
+RECORD = {"trial": "003-seed1", "config": 3, "seed": 1, "params": {"optim.lr": 0.1}, "status": "completed",
+          "epochs": 4, "best_val_acc": 0.5, "best_val_loss": 1.1, "test_acc": None, "seconds": 0.4,
+          "worker": "tcp://127.0.0.1:4000", "run": "runs/003-seed1", "error": None}
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+@pytest.fixture
+def sweep(tmp_path) -> SweepDir:
+    return SweepDir.create(load_spec(None, ["optim.lr=0.1,0.2"]), tmp_path / "s")
+
+
+def test_records_round_trip(sweep):
+    sweep.write_trials({RECORD["trial"]: RECORD})
+    assert sweep.read_trials() == {RECORD["trial"]: RECORD}
+    assert SweepDir.existing(sweep.path).load_spec().sweep.params == load_spec(None, ["optim.lr=0.1,0.2"]).sweep.params
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(RECORD)), value=json_values)
+def test_a_damaged_record_is_refused_naming_its_line(sweep, field, value):
+    record = {**RECORD, field: value}
+    sweep.trials.write_text(json.dumps(RECORD).replace("003", "004") + "\n" + json.dumps(record) + "\n")
+    try:
+        records = sweep.read_trials()
+    except MlpError as err:
+        assert str(err).startswith(f"{sweep.trials}, line 2: not a trial record (")
+        assert "\n" not in str(err)
+        return
+    assert records["004-seed1"]["trial"] == "004-seed1"
+    assert records[record["trial"]][field] == value
+
+
+@pytest.mark.parametrize("line", ["{", "[]", '{"trial": "../../etc-seed1"}', "null"])
+def test_garbage_lines(sweep, line):
+    sweep.trials.write_text(line + "\n")
+    with pytest.raises(MlpError, match="line 1"):
+        sweep.read_trials()
+
+
+def test_a_used_out_folder_is_refused(sweep):
+    with pytest.raises(MlpError, match=f"continue it with `mlp sweep --resume {sweep.path}`"):
+        SweepDir.create(load_spec(None, ["optim.lr=0.1,0.2"]), sweep.path)
