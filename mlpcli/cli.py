@@ -175,6 +175,23 @@ def _summary_line(result) -> str:
     return f"{summary['model']}: " + ", ".join(parts) + f" -> {result.run.path}"
 
 
+def cluster_options(command):
+    """--scheduler, --workers and the TLS files of the Dask cluster a command runs on (mlpcli.cluster)."""
+    options = [
+        click.option("--scheduler", metavar="URL", help="Run on the Dask cluster at tcp://HOST:8786 or "
+                     "tls://HOST:8786 (default: a local cluster, one worker process per core)."),
+        click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster "
+                     "(default: one per core)."),
+        click.option("--tls-ca", type=click.Path(dir_okay=False), help="tls://: the CA certificate (PEM) that "
+                     "signed the cluster's certificates."),
+        click.option("--tls-cert", type=click.Path(dir_okay=False), help="tls://: this client's certificate (PEM)."),
+        click.option("--tls-key", type=click.Path(dir_okay=False), help="tls://: this client's private key (PEM)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(short_help="Search hyperparameters and repeat seeds, on local cores or a Dask cluster.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE | KEY=SPACE]...")
 @click.option("--method", type=click.Choice(["grid", "random", "tpe"]), help="Search method (sweep.method; "
@@ -185,14 +202,7 @@ def _summary_line(result) -> str:
               "(sweep.seeds; default 1).")
 @click.option("--prune", type=click.Choice(["none", "halving"]), help="Successive halving of poor configurations "
               "(sweep.prune; default none).")
-@click.option("--scheduler", metavar="URL", help="Run on the Dask cluster at tcp://HOST:8786 or tls://HOST:8786 "
-              "(default: a local cluster, one worker process per core).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster (default: one "
-              "per core).")
-@click.option("--tls-ca", type=click.Path(dir_okay=False), help="tls://: the CA certificate (PEM) that signed the "
-              "cluster's certificates.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), help="tls://: this client's certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False), help="tls://: this client's private key (PEM).")
+@cluster_options
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default: sweeps/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
               help="Finish the sweep in this folder: keep what finished, run what is missing.")
@@ -499,15 +509,19 @@ def _format_gradcheck(rows, threshold: float) -> str:
 
 @cli.command(short_help="Extract and cache features; report dimensions and times.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
+@cluster_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def features(args: tuple[str, ...], quiet: bool) -> None:
+def features(args: tuple[str, ...], scheduler, workers, tls_ca, tls_cert, tls_key, quiet: bool) -> None:
     """Extract (and cache) the features CONFIG describes; report their dimensions and times.
 
-    Fits the pipeline on the training split as `mlp train` would, then transforms every split. With
-    features.cache on (the default), a later `mlp train` of the same config reads them from the cache.
+    Fits the pipeline on the training split as `mlp train` would, then extracts every split into its store.
+    With features.cache on (the default), a later `mlp train` of the same config reads them from the cache.
+    On a Dask cluster (--scheduler, or --workers for a local one) the chunks of each split run on its workers,
+    which write them into the stores: cache_dir must then be a folder every worker sees at the same path.
 
     \b
       mlp features configs/cifar10_bow.yaml data.path=~/data/cifar10
+      mlp features big.yaml cache_dir=/shared/mlp-cache --scheduler tcp://node1:8786
     """
     from mlpcli.experiment import extract_features
 
@@ -521,7 +535,14 @@ def features(args: tuple[str, ...], quiet: bool) -> None:
         click.echo(f"  {name:<5} {store.info['rows']:>7} images  {seconds:7.2f}s  ({source}){mirrors}")
 
     click.echo(f"data: {cfg.data.source}")
-    dims = extract_features(cfg, progress=not quiet, report=report)
+    if scheduler is None and workers is None:
+        dims = extract_features(cfg, progress=not quiet, report=report)
+    else:
+        from mlpcli.cluster import DaskPool, TLSFiles, connect
+
+        say = (lambda line: None) if quiet else (lambda line: tqdm.write(line, file=sys.stderr))
+        with connect(scheduler, workers=workers, tls=TLSFiles(tls_ca, tls_cert, tls_key), log=say) as client:
+            dims = extract_features(cfg, progress=not quiet, report=report, pool=DaskPool(client))
     names = [spec.name for spec in cfg.features.extractors]
     click.echo("features: " + " + ".join(f"{name} {dim}" for name, dim in zip(names, dims))
                + f" = {sum(dims)} dimensions, normalize: {cfg.features.normalize}")

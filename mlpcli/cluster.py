@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,7 +141,9 @@ class DaskPool:
         self.client = client
 
     def map(self, fn, items) -> Iterator:
-        futures = self.client.map(fn, list(items), pure=False)
+        items = list(items)
+        batch = uuid.uuid4().hex[:8]
+        futures = self.client.map(fn, items, key=[f"chunk-{batch}-{i}" for i in range(len(items))])
         try:
             for future in futures:
                 yield future.result()

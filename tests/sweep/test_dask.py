@@ -1,5 +1,5 @@
-"""Sweeps on real Dask clusters started by the tests with Dask's own commands, on 127.0.0.1: plain tcp://
-with two `dask worker` processes, and tls:// with certificates made here with openssl."""
+"""Sweeps and feature extraction on real Dask clusters started by the tests with Dask's own commands, on
+127.0.0.1: plain tcp:// with two `dask worker` processes, and tls:// with certificates made here with openssl."""
 
 from __future__ import annotations
 
@@ -137,6 +137,26 @@ def test_dask_cluster_gives_the_local_executors_bytes(base, tmp_path, tcp_cluste
     assert all(r["status"] == "completed" for r in remote["trials"])
     assert checkpoints(remote) == checkpoints(local)
     assert [r["best_val_acc"] for r in remote["trials"]] == [r["best_val_acc"] for r in local["trials"]]
+
+
+def test_features_extracted_in_shards_on_the_cluster_equal_a_local_extraction(tmp_path, tcp_cluster):
+    larger = {**TINY, "data": {**TINY["data"], "shapes": {"classes": 3, "per_class": 200, "size": 16}, "flip": True},
+              "features": {"extractors": [{"hog": {"pixels_per_cell": 4}}, {"color_hist": {}}], "chunk": 40}}
+    config = tmp_path / "larger.yaml"
+    config.write_text(yaml.safe_dump(larger))
+    def chunks_done() -> int:
+        with Client(tcp_cluster) as client:
+            return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.task_prefixes["chunk"].state_counts[
+                "memory"] if "chunk" in dask_scheduler.task_prefixes else 0)
+
+    before, stores = chunks_done(), {}
+    for where, executor in (("remote", ["--scheduler", tcp_cluster]), ("local", [])):
+        done = CliRunner().invoke(cli, ["features", str(config), f"cache_dir={tmp_path / where}", "-q", *executor])
+        assert done.exit_code == 0, done.output
+        stores[where] = {path.relative_to(tmp_path / where): path.read_bytes()
+                         for path in (tmp_path / where).rglob("*") if path.name in ("rows.npy", "state.npz")}
+    assert len(stores["remote"]) == 3 and stores["remote"] == stores["local"]      # train (fit), val: rows; state
+    assert chunks_done() - before == 31       # the shards ran as tasks on the cluster: 16 of train, 15 of val
 
 
 def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, tcp_cluster):
