@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from timing import run_command
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "cifar10_hog_color.yaml"
@@ -47,51 +46,6 @@ class Measured:
     max_rss: int         # bytes, the largest single process
     tree_rss: int        # bytes, the most the process tree held at once (sampled)
     result: dict         # what the pipeline reported (accuracy, epochs)
-
-
-def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
-    """Run `cmd`: its wall time (s), the largest single process's peak RSS and the tree's summed peak RSS (bytes)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak, done = [0], threading.Event()
-
-    def sample():
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], tree_rss(process.pid))
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{process.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024, peak[0]
-
-
-def tree_rss(root: int) -> int:
-    """Summed resident memory (bytes) of process `root` and all its descendants."""
-    parents, rss = {}, {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            statm = Path(entry.path, "statm").read_text()
-        except OSError:              # the process ended meanwhile
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        rss[pid] = int(statm.split()[1]) * page
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def ours(root: Path, config: Path, workdir: Path) -> tuple[list[str], Callable[[], dict]]:
@@ -311,7 +265,8 @@ def e2e_table(root: Path, config: Path, repeats: int, thread_counts: list[int]) 
             for label, command in runs.items():
                 with tempfile.TemporaryDirectory(prefix="mlp-e2e-") as work:
                     cmd, result = command(Path(work))
-                    measured = Measured(*measure(cmd, REPO, env), result())
+                    ran = run_command(cmd, REPO, env)
+                    measured = Measured(ran.seconds, ran.max_rss, ran.tree_rss, result())
                 loads.append(os.getloadavg()[0])
                 key = (label, threads)
                 if key not in best or measured.seconds < best[key].seconds:

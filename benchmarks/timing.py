@@ -1,8 +1,13 @@
-"""Timing shared by the benchmarks."""
+"""Timing shared by the benchmarks: best-of-N calls in this process, and whole commands with their memory."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def best_run(run, repeats: int) -> tuple[float, float, object]:
@@ -19,3 +24,59 @@ def best_run(run, repeats: int) -> tuple[float, float, object]:
 def best_time(run, repeats: int) -> float:
     """The shortest wall time of `repeats` calls of `run()`, in seconds."""
     return best_run(run, repeats)[0]
+
+
+@dataclass
+class Ran:
+    """What a command cost: wall and CPU time (s, the CPU time of the process and every descendant it and they
+    waited for), the largest single process's peak RSS and the process tree's summed peak RSS (bytes)."""
+
+    seconds: float
+    cpu: float
+    max_rss: int
+    tree_rss: int
+
+
+def run_command(cmd: list[str], cwd: Path, env: dict[str, str]) -> Ran:
+    """Run `cmd` to its end and measure it (RuntimeError with its stderr if it fails)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], tree_rss(process.pid))
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{process.stderr.read().decode()[-2000:]}")
+    return Ran(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, peak[0])
+
+
+def tree_rss(root: int) -> int:
+    """Summed resident memory (bytes) of process `root` and all its descendants."""
+    parents, rss = {}, {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            statm = Path(entry.path, "statm").read_text()
+        except OSError:              # the process ended meanwhile
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        rss[pid] = int(statm.split()[1]) * page
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(rss.get(pid, 0) for pid in tree)
