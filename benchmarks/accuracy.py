@@ -4,9 +4,9 @@
 
 Trains each CONFIG (default: configs/cifar10_*.yaml) on its own `data.path`, or on PATH with
 `--data`, and prints one row per config: validation (and, with a test/ folder, test) accuracy,
-feature time (fitting and extracting the features of every split, uncached), training time (the
-epochs, validation included) and the total wall time. Runs and caches go to a temporary folder that
-is removed at the end; the images are decoded once and shared by all configs. `--set` adds config
+feature time (decoding the images, fitting and extracting the features of every split, uncached),
+training time (the epochs, validation included) and the total wall time. Runs and caches go to a
+temporary folder that is removed at the end. `--set` adds config
 overrides, e.g. `--set train.epochs=1` for a smoke run. A config whose data is missing is skipped
 with a note; without any data the script exits 0.
 """
@@ -14,19 +14,15 @@ with a note; without any data the script exits 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from mlpcli import experiment
 from mlpcli.config import load_config
-from mlpcli.data import load_splits
 from mlpcli.errors import MlpError
-from mlpcli.features.pipeline import FeaturePipeline
-from mlpcli.rundir import RunDir
-from mlpcli.seeding import generators
-from mlpcli.train import train
+from mlpcli.experiment import extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,20 +32,10 @@ def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
     cfg = load_config(config, [*overrides, f"data.path={data}", f"cache_dir={tmp / 'cache'}",
                                f"output.dir={tmp / 'runs'}", "output.plots=false"])
     started = time.perf_counter()
-    rngs = generators(cfg.seed)
-    splits = load_splits(cfg, rngs["data"])
-    loaded = time.perf_counter()
-    # the same extraction `train` does, timed here; it fills the feature cache that `train` then reads
-    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, Path(cfg.cache_dir), progress=False)
-    pipeline.fit_transform(splits["train"].images, rngs["features"], mirror=cfg.data.flip)
-    for name, split in splits.items():
-        if name != "train":
-            pipeline.transform(split.images, mirror=cfg.data.flip_eval)
+    extract_features(cfg)     # decode and extract every split, timed here; the run then reads the stores
     featured = time.perf_counter()
-    del splits
-    run = RunDir.create(cfg)
-    summary = train(cfg, run, progress=False).summary
-    epochs = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    result = experiment.run(cfg)
+    summary, epochs = result.summary, result.run.read_metrics()
     return {
         "config": config.name,
         "command": " ".join(["mlp train", _relative(config), *overrides]),
@@ -57,8 +43,7 @@ def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
         "val": summary["val"]["accuracy"],
         "test": summary["test"]["accuracy"] if "test" in summary else None,
         "epochs": f"{summary['best_epoch']}/{summary['epochs_run']}",
-        "load": loaded - started,
-        "features": featured - loaded,
+        "features": featured - started,
         "training": sum(row["seconds"] for row in epochs),
         "total": time.perf_counter() - started,
     }
@@ -106,7 +91,7 @@ def main() -> int:
             except MlpError as err:
                 print(f"{config.name}: error: {err}", file=sys.stderr)
                 return 1
-            print(f"{row['config']}: val {row['val']:.2%}, load {row['load']:.1f} s, features {row['features']:.1f} s, "
+            print(f"{row['config']}: val {row['val']:.2%}, features {row['features']:.1f} s, "
                   f"training {row['training']:.1f} s, total {row['total']:.1f} s", flush=True)
             rows.append(row)
     if rows:

@@ -285,8 +285,7 @@ def e2e_table(root: Path, config: Path, repeats: int, thread_counts: list[int]) 
 
 def main() -> int:
     import argparse
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_train import DEFAULT_DATA, clean_blas_env, find_images
+    from environment import DEFAULT_DATA, clean_blas_env, find_images
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 .tgz of JPEGs, or its extracted folder")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the mlp config to run")

@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from mlpcli.features.hog import Hog, HogConfig
+from environment import DEFAULT_DATA
 from timing import best_time
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tgz"
 
 
 def load_images(archive: Path, n: int) -> np.ndarray:

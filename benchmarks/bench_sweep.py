@@ -40,6 +40,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 LRS, REGS, HIDDEN = [0.01, 0.02, 0.05, 0.1], [0.001, 0.003], [[256], [512]]
 SPACE = [f"optim.lr={','.join(map(str, LRS))}", f"reg={','.join(map(str, REGS))}",
@@ -109,13 +111,14 @@ def sklearn_optuna(config: str, base: list[str], seeds: int, cache: Path) -> dic
     from sklearn.neural_network import MLPClassifier
 
     from mlpcli.config import load_config
-    from mlpcli.train import prepare
+    from mlpcli.train import prepared
 
     cfgs = [load_config(config, [*base, f"cache_dir={cache}", f"seed={_seed(config, base) + s}"]) for s in range(seeds)]
     data = []
     for cfg in cfgs:                     # mlp's features of each seed's split, from the sweep's cache
-        prep, _ = prepare(cfg, None, progress=False)
-        data.append((prep.features["train"], prep.labels["train"], prep.features["val"], prep.labels["val"]))
+        with prepared(cfg, None, progress=False) as (prep, _):
+            train, val = prep.features["train"], prep.features["val"]
+            data.append((np.asarray(train.rows[:]), train.training_rows()[0], np.asarray(val.rows[:]), val.labels))
     train = cfgs[0].train
 
     def objective(trial) -> float:

@@ -37,18 +37,15 @@ import os
 import platform
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from environment import BLAS_ENV, DEFAULT_DATA, clean_blas_env, find_images
 from timing import best_time
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-train.tgz"
-EXTRACTED = Path(tempfile.gettempdir()) / "cifar10"
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 COMMON = ["data.source=folder", "data.val_fraction=0.1", "seed=0", "train.batch_size=200", "train.patience=0",
           "optim.name=momentum", "optim.lr=0.01", "optim.momentum=0.9", "reg=0.001", "output.plots=false"]
@@ -61,28 +58,6 @@ NETS = {
                                                 "model.hidden=[1000, 500]"],
 }
 SKLEARN_NETS = 2   # scikit-learn runs (a) and (b) only: (c) would take minutes per epoch
-
-
-def clean_blas_env() -> None:
-    """Re-run this process without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, if either is set."""
-    if any(key in os.environ for key in BLAS_ENV):
-        env = {key: value for key, value in os.environ.items() if key not in BLAS_ENV}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
-
-def find_images(data: Path) -> Path | None:
-    """The folder holding train/<class>/*.jpg: `data` itself, or /tmp/cifar10 extracted from the .tgz `data`."""
-    if (data / "train").is_dir():
-        return data
-    if not data.is_file():
-        print(f"skipped: {data} not found (pass --data with a CIFAR-10 folder of JPEGs or its .tgz)")
-        return None
-    if (EXTRACTED / "train").is_dir():
-        return EXTRACTED
-    print(f"extracting {data} to {EXTRACTED.parent} ...")
-    with tarfile.open(data, "r:gz") as tar:
-        tar.extractall(EXTRACTED.parent, filter="data")
-    return EXTRACTED
 
 
 def sgemm_rates() -> dict[str, float]:
@@ -160,14 +135,15 @@ def epoch_row(label: str, overrides: list[str], root: Path, epochs: int, peers: 
     from mlpcli.config import load_config
     from mlpcli.nn.optim import learning_rate
     from mlpcli.rundir import RunDir
-    from mlpcli.train import prepare, train
-    cfg = load_config(None, [*COMMON, *overrides, f"data.path={root}", f"train.epochs={epochs}"])
-    prep, _ = prepare(cfg, progress=False)
-    X, y = prep.features["train"], prep.labels["train"]
-    Xv, yv = prep.features["val"], prep.labels["val"]
-    sizes = [X.shape[1], *cfg.model.hidden, len(prep.classes)]
+    from mlpcli.train import prepared, train
+    cfg = load_config(None, [*COMMON, *overrides, f"data.path={root}", f"train.epochs={epochs}",
+                             "features.load=memory"])
+    with prepared(cfg, progress=False) as (prep, _):      # fills the feature cache the run below reads
+        X, y = prep.features["train"].rows, prep.features["train"].labels
+        Xv, yv = prep.features["val"].rows, prep.features["val"].labels
+        classes = prep.classes
+    sizes = [X.shape[1], *cfg.model.hidden, len(classes)]
     trainers = {name: make(sizes, cfg, X, y, Xv, yv) for name, make in peers.items()}
-    del prep
     times = {name: [] for name in trainers}
     done = [0]
 
