@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli.config import DataConfig
-from mlpcli.data import folder
+from mlpcli.data.sources import folder
 
 CHUNK = 500   # images per task
 

@@ -63,8 +63,8 @@ def cli() -> None:
 
 
 class RegistryChoice(click.Choice):
-    """click.Choice over the sorted names of a registry (`module.attribute`), looked up when first
-    needed, so that `mlp` starts without importing the registry."""
+    """click.Choice over the sorted names of a registry (`module.attribute`: a dict, or a function giving
+    one), looked up when first needed, so that `mlp` starts without importing the registry."""
 
     def __init__(self, module: str, attribute: str) -> None:      # click.Choice's would read the names now
         self._where = module, attribute
@@ -73,7 +73,8 @@ class RegistryChoice(click.Choice):
     @functools.cached_property
     def choices(self) -> tuple[str, ...]:
         module, attribute = self._where
-        return tuple(sorted(getattr(importlib.import_module(module), attribute)))
+        names = getattr(importlib.import_module(module), attribute)
+        return tuple(sorted(names() if callable(names) else names))
 
 
 def _complete_config_args(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
@@ -289,7 +290,7 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
       mlp eval runs/default-20261126-101500
       mlp eval model.npz --data ~/photos --source folder --json
     """
-    from mlpcli.data import BUILT_IN, SOURCES, load_splits
+    from mlpcli.data import SOURCES, load_splits
     from mlpcli.metrics import classification_report
     from mlpcli.predictor import Classifier
 
@@ -299,8 +300,8 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
     cfg = clf.config
     if data_path is not None:
         source = source or cfg.data.source
-        if source in BUILT_IN:
-            reading = ", ".join(name for name in sorted(SOURCES) if name not in BUILT_IN)
+        if not SOURCES[source].reads_path:
+            reading = ", ".join(name for name, known in sorted(SOURCES.items()) if known.reads_path)
             raise click.UsageError(f"--data: the '{source}' source makes its own images and reads no path; "
                                    f"say what {data_path} holds with --source ({reading})")
         cfg.data.path, cfg.data.source = data_path, source
@@ -557,7 +558,7 @@ def data() -> None:
 
 
 @data.command(name="download", short_help="Download and verify an official dataset archive.")
-@click.argument("name", type=click.Choice(["cifar10", "cifar100", "mnist", "fashion-mnist"]))
+@click.argument("name", type=RegistryChoice("mlpcli.data.download", "downloadable"))
 @click.option("--dir", "dest_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Folder to unpack into (the dataset lands in DIR/NAME).")
 @click.option("--mirror", metavar="URL", help="Fetch the same files from this base URL instead.")

@@ -53,7 +53,8 @@ class ShapesConfig:
 @dataclass
 class DataConfig:
     source: str = option("shapes", "where images come from", choices=_sources)
-    path: str | None = option(None, "dataset folder or file (folder, cifar10, cifar100, mnist, fashion-mnist, npz)")
+    path: str | None = option(None, "the dataset's folder or file, for the sources that read one "
+                              "(`mlp data info PATH` tells which)")
     val_fraction: float = option(0.2, "fraction of the training images held out for validation (seeded, stratified)",
                                  min=0.01, max=0.9)
     limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from mlpcli.data.convert import read_image
-from mlpcli.data.folder import SUFFIXES
+from mlpcli.data.sources.folder import SUFFIXES
 from mlpcli.errors import DataError
 from mlpcli.predictor import Classifier, softmax
 

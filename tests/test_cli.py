@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mlpcli.cli import cli
-from mlpcli.data.builtin import SHAPE_NAMES, render_shapes
+from mlpcli.data.sources.builtin import SHAPE_NAMES, render_shapes
 
 
 @pytest.fixture

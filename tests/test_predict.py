@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mlpcli.cli import cli
-from mlpcli.data.builtin import render_shapes
+from mlpcli.data.sources.builtin import render_shapes
 from mlpcli.predict import classify, image_files, rounded_probabilities
 from mlpcli.predictor import Classifier
 

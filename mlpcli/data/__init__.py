@@ -1,29 +1,23 @@
-"""Dataset sources (name → loader) and the train/val/test splits a run works on."""
+"""Dataset sources (name → Source descriptor, one module each under data/sources/) and the train/val/test
+splits a run works on."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 import numpy as np
 
-from mlpcli.data import builtin, cifar, folder, idx, npz
+from mlpcli.data import sources
 from mlpcli.data.dataset import Dataset
+from mlpcli.data.source import Source
 from mlpcli.data.split import limit, train_val_split
 from mlpcli.errors import DataError
 from mlpcli.seeding import generators
 
-# name → load(cfg: DataConfig, cache_dir: Path | None) -> {"train": Dataset, maybe "test": Dataset}
-SOURCES = {
-    "shapes": builtin.load_shapes,
-    "faces": builtin.load_faces,
-    "folder": folder.load,
-    "cifar10": cifar.load_cifar10,
-    "cifar100": cifar.load_cifar100,
-    "mnist": idx.load_mnist,
-    "fashion-mnist": idx.load_fashion_mnist,
-    "npz": npz.load,
-}
-BUILT_IN = {"shapes", "faces"}      # the sources that make or ship their images and read no data.path
+SOURCES: dict[str, Source] = {source.name: source for module in pkgutil.iter_modules(sources.__path__)
+                              for source in importlib.import_module(f"{sources.__name__}.{module.name}").SOURCES}
 
 
 def load_splits(cfg, rng: np.random.Generator | None = None) -> dict[str, Dataset]:
@@ -35,7 +29,7 @@ def load_splits(cfg, rng: np.random.Generator | None = None) -> dict[str, Datase
     """
     rng = rng if rng is not None else generators(cfg.seed)["data"]
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
-    splits = SOURCES[cfg.data.source](cfg.data, cache_dir)
+    splits = SOURCES[cfg.data.source].load(cfg.data, cache_dir)
     train = splits["train"]
     if cfg.data.limit is not None:
         train = limit(train, cfg.data.limit, rng)

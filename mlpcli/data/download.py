@@ -34,33 +34,16 @@ class Archive:
     files: tuple[tuple[str, str], ...]
 
 
-ARCHIVES = {archive.name: archive for archive in [
-    Archive("cifar10", "https://www.cs.toronto.edu/~kriz/",
-            (("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),)),
-    Archive("cifar100", "https://www.cs.toronto.edu/~kriz/",
-            (("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),)),
-    Archive("mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            (("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-             ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-             ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-             ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"))),
-    Archive("fashion-mnist", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-            (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-             ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-             ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-             ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"))),
-]}
-
-
 def download(name: str, dest_dir: str | Path, *, base_url: str | None = None, progress: bool = True) -> Path:
     """Fetch, verify and unpack dataset `name` into `dest_dir/name`; returns that folder (for `data.path`).
 
     `base_url` replaces the official location (a mirror). If the folder already exists it is returned
     as it is, without any download.
     """
-    if name not in ARCHIVES:
-        raise DataError(f"no download for dataset '{name}'; available: {', '.join(ARCHIVES)}")
-    archive = ARCHIVES[name]
+    archives = downloadable()
+    if name not in archives:
+        raise DataError(f"no download for dataset '{name}'; available: {', '.join(archives)}")
+    archive = archives[name]
     if base_url is not None:
         archive = Archive(archive.name, base_url, archive.files)
     return fetch(archive, dest_dir, progress=progress)
@@ -86,10 +69,23 @@ def fetch(archive: Archive, dest_dir: str | Path, *, progress: bool = True) -> P
     return target
 
 
+def downloadable() -> dict[str, Archive]:
+    """{source name: its official archive} for the sources that have one."""
+    from mlpcli.data import SOURCES
+
+    return {name: source.archive for name, source in SOURCES.items() if source.archive is not None}
+
+
 def dataset_path(source: str, path: str | None) -> Path:
     """The existing file or folder `data.path` names for `source`, or a DataError saying how to get one."""
-    hint = (f"; `mlp data download {source} --dir data` fetches it into data/{source}"
-            if source in ARCHIVES else "")
+    archives = downloadable()
+    if source in archives:
+        hint = f"; `mlp data download {source} --dir data` fetches it into data/{source}"
+    else:                               # a folder or file of the user's, perhaps named after a known dataset
+        named = Path(path or "").name.lower()
+        hint = next((f"; to get {name}, `mlp data download {name} --dir data` fetches its official files into "
+                     f"data/{name}: read them with data.source={name} data.path=data/{name}"
+                     for name in archives if named == name), "")
     if path is None:
         raise DataError(f"data.path is not set: point it at the {source} dataset{hint}")
     resolved = Path(path).expanduser()

@@ -12,20 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli.config import DataConfig
-from mlpcli.data import cifar, folder, idx, npz
+from mlpcli.data import SOURCES
 from mlpcli.data.dataset import Dataset
+from mlpcli.data.sources import folder
 from mlpcli.errors import DataError
-
-ARRAY_LOADERS = {"cifar10": cifar.load_cifar10, "cifar100": cifar.load_cifar100, "idx": idx.load_mnist,
-                 "npz": npz.load}
-SOURCES = {"folder": ["folder"], "cifar10": ["cifar10"], "cifar100": ["cifar100"],
-           "idx": ["mnist", "fashion-mnist"], "npz": ["npz"]}
 
 
 def describe(path: str | Path) -> dict:
     """A summary of the dataset at `path`, as plain data:
 
-    format      folder | cifar10 | cifar100 | idx | npz
+    format      the source format (folder | cifar10 | cifar100 | idx | npz)
     sources     the `data.source` values that read it
     classes     class names (for idx: the label numbers)
     splits      {split: {"images": count, "per_class": {class: count}}}
@@ -37,26 +33,22 @@ def describe(path: str | Path) -> dict:
     if not path.exists():
         raise DataError(f"{path} does not exist")
     kind = detect(path)
+    readers = [name for name, source in SOURCES.items() if source.format == kind]
     if kind == "folder":
         summary = _describe_folder(path)
     else:
-        summary = _describe_arrays(ARRAY_LOADERS[kind](DataConfig(source=SOURCES[kind][0], path=str(path)), None))
-    return {"path": str(path), "format": kind, "sources": SOURCES[kind], **summary}
+        summary = _describe_arrays(SOURCES[readers[0]].load(DataConfig(source=readers[0], path=str(path)), None))
+    return {"path": str(path), "format": kind, "sources": readers, **summary}
 
 
 def detect(path: Path) -> str:
-    """The format of the dataset at `path` (see `describe`), from its file names alone."""
-    if path.is_file():
-        if path.suffix.lower() == ".npz":
-            return "npz"
-        raise DataError(f"{path} is a file but not a .npz; datasets are .npz files or folders")
-    if (path / cifar.CIFAR10["folder"]).is_dir() or (path / cifar.CIFAR10["meta"]).is_file():
-        return "cifar10"
-    if (path / cifar.CIFAR100["folder"]).is_dir() or (path / cifar.CIFAR100["meta"]).is_file():
-        return "cifar100"
-    if idx.find(path, "train-images-idx3-ubyte"):
-        return "idx"
-    return "folder"
+    """The format of the dataset at `path` (see `describe`), from its file names alone: the first source
+    format that recognizes it, a plain folder last."""
+    formats = {source.format: source.detect for source in SOURCES.values() if source.detect is not None}
+    for kind, recognizes in sorted(formats.items(), key=lambda item: item[0] == "folder"):
+        if recognizes(path):
+            return kind
+    raise DataError(f"{path} is a file but not a .npz; datasets are .npz files or folders")
 
 
 def _describe_folder(root: Path) -> dict:

@@ -5,7 +5,7 @@ import pytest
 
 from mlpcli.config import load_config
 from mlpcli.data import load_splits
-from mlpcli.data.builtin import SHAPE_NAMES, load_faces, load_shapes, render_shapes
+from mlpcli.data.sources.builtin import SHAPE_NAMES, load_faces, load_shapes, render_shapes
 
 
 def test_shapes_are_seeded_balanced_colored_images():
@@ -66,13 +66,14 @@ def test_limit_takes_a_stratified_sample():
 
 def test_a_single_class_is_refused(monkeypatch):
     from mlpcli import data
+    from mlpcli.data.source import Source
     from mlpcli.errors import DataError
 
     def one_class(data_cfg, cache_dir):
         shapes = load_shapes(data_cfg, None)["train"]
         return {"train": shapes.subset(np.flatnonzero(shapes.labels == 0))}
 
-    monkeypatch.setitem(data.SOURCES, "one_class", one_class)
+    monkeypatch.setitem(data.SOURCES, "one_class", Source("one_class", one_class, reads_path=False))
     cfg = load_config()
     cfg.data.source = "one_class"
     with pytest.raises(DataError, match="fewer than 2 classes"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlpcli.config import DataConfig
-from mlpcli.data import cifar
+from mlpcli.data.sources import cifar
 from mlpcli.errors import DataError
 
 

@@ -8,7 +8,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mlpcli.data.download import ARCHIVES, Archive, download, fetch
+from mlpcli.data.download import Archive, download, downloadable, fetch
 from mlpcli.errors import DataError
 
 
@@ -101,7 +101,7 @@ def test_members_escaping_the_folder_are_refused(server, tmp_path):
 def test_download_uses_the_official_file_name_and_checksum(server, tmp_path):
     folder, url = server
     serve(folder, "cifar-10-python.tar.gz", tar_gz({"x": b"not cifar"}))
-    with pytest.raises(DataError, match=f"expected {ARCHIVES['cifar10'].files[0][1]}"):
+    with pytest.raises(DataError, match=f"expected {downloadable()['cifar10'].files[0][1]}"):
         download("cifar10", tmp_path / "dest", base_url=url, progress=False)
 
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from mlpcli.config import DataConfig
-from mlpcli.data import folder
+from mlpcli.data.sources import folder
 from mlpcli.errors import DataError
 
 RNG_SEED = 0
@@ -94,6 +94,9 @@ def test_empty_class_folder_and_single_class_are_errors(tmp_path):
 def test_missing_path_is_an_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         folder.load(cfg(tmp_path / "nowhere"), None)
+    with pytest.raises(DataError, match=r"data/cifar10 does not exist; to get cifar10, `mlp data download cifar10 "
+                                        r"--dir data` fetches .* data.source=cifar10 data.path=data/cifar10"):
+        folder.load(cfg("data/cifar10"), None)
     with pytest.raises(DataError, match="data.path is not set"):
         folder.load(DataConfig(source="folder"), None)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mlpcli.config import DataConfig
-from mlpcli.data import idx
+from mlpcli.data.sources import idx
 from mlpcli.errors import DataError
 
 

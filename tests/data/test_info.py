@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlpcli.data import folder
+from mlpcli.data.sources import folder
 from mlpcli.data.info import describe
 from mlpcli.errors import DataError
 
@@ -55,3 +55,18 @@ def test_missing_or_unknown_paths(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="not a .npz"):
         describe(tmp_path / "notes.txt")
+
+
+def test_every_source_module_is_registered_and_each_format_is_detected(tmp_path):
+    import pkgutil
+
+    from mlpcli.data import SOURCES, sources
+
+    modules = {module.name for module in pkgutil.iter_modules(sources.__path__)}
+    assert modules == {"builtin", "cifar", "folder", "idx", "npz"}
+    assert sorted(SOURCES) == ["cifar10", "cifar100", "faces", "fashion-mnist", "folder", "mnist", "npz", "shapes"]
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "d.npz").write_bytes(b"")
+    from mlpcli.data.info import detect
+    assert [detect(p) for p in (tmp_path, tmp_path / "plain", tmp_path / "d.npz")] == ["cifar10", "folder", "npz"]

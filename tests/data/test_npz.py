@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mlpcli.config import DataConfig
-from mlpcli.data import npz
+from mlpcli.data.sources import npz
 from mlpcli.errors import DataError
 
 

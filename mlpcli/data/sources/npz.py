@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpcli.config import DataConfig
 from mlpcli.data.convert import to_dataset
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import dataset_path
+from mlpcli.data.source import Source
 from mlpcli.errors import DataError
 
 SPLITS = {"train": ("X", "y"), "test": ("X_test", "y_test")}
 
 
-def load(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+def load(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     """The train (and, if present, test) split stored in the .npz file `data.path`."""
     path = dataset_path("npz", cfg.path)
     arrays = _read(path)
@@ -82,3 +82,6 @@ def _classes(path: Path, arrays: dict[str, np.ndarray], labels: list[np.ndarray]
         return [name.decode() if isinstance(name, bytes) else str(name) for name in classes.tolist()]
     top = max((int(y.max()) for y in labels if y.size and y.dtype.kind in "iu"), default=0)
     return [str(label) for label in range(top + 1)]
+
+
+SOURCES = [Source("npz", load, format="npz", detect=lambda path: path.is_file() and path.suffix.lower() == ".npz")]

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from mlpcli.data.convert import GRAY_PIL_MODES, read_image
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import dataset_path
+from mlpcli.data.source import Source
 from mlpcli.errors import DataError
 from mlpcli.parallel import ignore_interrupts
 
@@ -224,3 +225,6 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:
         return False
+
+
+SOURCES = [Source("folder", load, format="folder", detect=Path.is_dir)]   # data info tries it last

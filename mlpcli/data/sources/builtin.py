@@ -15,6 +15,7 @@ import numpy as np
 
 from mlpcli.data.convert import conform, to_dataset
 from mlpcli.data.dataset import Dataset
+from mlpcli.data.source import Source
 
 SHAPE_NAMES = ["circle", "square", "triangle", "cross", "ring", "diamond"]
 # per image: center x, y; radius; tilt; background r, g, b; foreground offset r, g, b (foreground = bg + offset mod 256)
@@ -117,3 +118,6 @@ def load_faces(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     images = (lfw_subset() * 255).round().astype(np.uint8)[..., None]     # (200, 25, 25, 1)
     labels = np.repeat(np.arange(2), 100)
     return {"train": to_dataset(images, labels, ["face", "non-face"], "faces", cfg.size, cfg.mode)}
+
+
+SOURCES = [Source("shapes", load_shapes, reads_path=False), Source("faces", load_faces, reads_path=False)]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpcli.config import DataConfig
 from mlpcli.data.convert import to_dataset
 from mlpcli.data.dataset import Dataset, in_memory
-from mlpcli.data.download import dataset_path
+from mlpcli.data.download import Archive, dataset_path
+from mlpcli.data.source import Source
 from mlpcli.errors import DataError
 
 CIFAR10 = {"folder": "cifar-10-batches-py", "train": [f"data_batch_{i}" for i in range(1, 6)],
@@ -61,17 +61,17 @@ def unpickle(path: Path) -> dict[str, object]:
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}
 
 
-def load_cifar10(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+def load_cifar10(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     """CIFAR-10: 50,000 training and 10,000 test images, 32x32 RGB, 10 classes."""
     return _load(cfg, "cifar10", CIFAR10)
 
 
-def load_cifar100(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+def load_cifar100(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     """CIFAR-100 with its 100 fine labels: 50,000 training and 10,000 test images, 32x32 RGB."""
     return _load(cfg, "cifar100", CIFAR100)
 
 
-def _load(cfg: DataConfig, source: str, layout: dict) -> dict[str, Dataset]:
+def _load(cfg, source: str, layout: dict) -> dict[str, Dataset]:
     root = dataset_path(source, cfg.path)
     if (root / layout["folder"]).is_dir():
         root = root / layout["folder"]
@@ -86,7 +86,7 @@ def _class_names(path: Path, key: str) -> list[str]:
     return [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in names]
 
 
-def _read_split(root: Path, files: list[str], label_key: str, classes: list[str], cfg: DataConfig) -> Dataset:
+def _read_split(root: Path, files: list[str], label_key: str, classes: list[str], cfg) -> Dataset:
     parts = []
     for name in files:
         path = root / name
@@ -100,3 +100,15 @@ def _read_split(root: Path, files: list[str], label_key: str, classes: list[str]
         parts.append(to_dataset(images, np.asarray(labels), classes, str(path), cfg.size, cfg.mode))
     return in_memory(np.concatenate([part.images for part in parts]), np.concatenate([part.labels for part in parts]),
                      classes)
+
+
+SOURCES = [
+    Source("cifar10", load_cifar10, format="cifar10",
+           archive=Archive("cifar10", "https://www.cs.toronto.edu/~kriz/",
+                           (("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),)),
+           detect=lambda path: (path / CIFAR10["folder"]).is_dir() or (path / CIFAR10["meta"]).is_file()),
+    Source("cifar100", load_cifar100, format="cifar100",
+           archive=Archive("cifar100", "https://www.cs.toronto.edu/~kriz/",
+                           (("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),)),
+           detect=lambda path: (path / CIFAR100["folder"]).is_dir() or (path / CIFAR100["meta"]).is_file()),
+]

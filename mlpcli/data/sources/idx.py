@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpcli.config import DataConfig
 from mlpcli.data.convert import to_dataset
 from mlpcli.data.dataset import Dataset
-from mlpcli.data.download import dataset_path
+from mlpcli.data.download import Archive, dataset_path
+from mlpcli.data.source import Source
 from mlpcli.errors import DataError
 
 MNIST_CLASSES = [str(digit) for digit in range(10)]
@@ -26,17 +26,17 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 UBYTE = 0x08
 
 
-def load_mnist(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+def load_mnist(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     """MNIST digits: 60,000 training and 10,000 test images, 28x28 gray, classes "0".."9"."""
     return _load(cfg, "mnist", MNIST_CLASSES)
 
 
-def load_fashion_mnist(cfg: DataConfig, cache_dir: Path | None) -> dict[str, Dataset]:
+def load_fashion_mnist(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
     """Fashion-MNIST (Zalando): 60,000 training and 10,000 test images, 28x28 gray, 10 clothing classes."""
     return _load(cfg, "fashion-mnist", FASHION_MNIST_CLASSES)
 
 
-def _load(cfg: DataConfig, source: str, classes: list[str]) -> dict[str, Dataset]:
+def _load(cfg, source: str, classes: list[str]) -> dict[str, Dataset]:
     root = dataset_path(source, cfg.path)
     splits = {"train": "train"}
     if find(root, "t10k-images-idx3-ubyte") or find(root, "t10k-labels-idx1-ubyte"):
@@ -90,3 +90,23 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"{path} has {len(raw)} bytes but its header {shape} needs {expected}; "
                         "the file is truncated or damaged")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()  # writable, owns its memory
+
+
+def _is_idx(path: Path) -> bool:
+    return path.is_dir() and find(path, "train-images-idx3-ubyte") is not None
+
+
+SOURCES = [
+    Source("mnist", load_mnist, format="idx", detect=_is_idx,
+           archive=Archive("mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                           (("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                            ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+                            ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+                            ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")))),
+    Source("fashion-mnist", load_fashion_mnist, format="idx", detect=_is_idx,
+           archive=Archive("fashion-mnist", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                           (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+                            ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+                            ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+                            ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310")))),
+]
