@@ -169,8 +169,9 @@ class TrainConfig:
     epochs: int = option(20, "maximum number of passes over the training set", min=1)
     batch_size: int = option(200, "minibatch size", min=1)
     patience: int = option(5, "stop after this many epochs without a better validation accuracy (0: never)", min=0)
-    threads: int | None = option(None, "BLAS threads for the training steps (default: BLAS's own, one per core); "
-                                 "1 keeps a busy machine from stalling every matrix product", min=1)
+    threads: int | None = option(None, "threads for the training steps' matrix products (default: one per core); "
+                                 "each large product is split across them, each part on single-threaded BLAS",
+                                 min=1)
 
 
 @dataclass

@@ -16,6 +16,10 @@ import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
 from concurrent.futures.process import BrokenProcessPool
 
 import psutil
@@ -32,6 +36,51 @@ def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int
         return [work(rows) for rows in blocks]
     with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(work, blocks))
+
+
+MIN_SPLIT_FLOPS = 8e6   # smaller products run whole: handing them to threads would cost more than it saves
+_product_threads: ContextVar[ThreadPoolExecutor | None] = ContextVar("product_threads", default=None)
+
+
+@contextmanager
+def split_products(threads: int) -> Iterator[None]:
+    """Within `with`: BLAS on one thread, and `matmul` splitting each large product into `threads` parts (by
+    output rows or columns), one per thread of a pool — the training steps' parallelism.
+
+    Why not BLAS's own threads: they wait for one another by spinning, and on a machine whose cores other
+    processes also use, a product whose partner thread is not running stalls for a scheduler slice — a
+    2-core epoch took 6x as long beside two busy processes. Threads that each run one part of a product
+    and block until their part is done share a busy machine fairly. The result depends on `threads` (the
+    split), never on timing: the same config and thread count give the same bits.
+    """
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    token = _product_threads.set(pool)
+    try:
+        with single_threaded_blas():
+            yield
+    finally:
+        _product_threads.reset(token)
+        if pool is not None:
+            pool.shutdown()
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a (M, K) @ b (K, N), into `out` (M, N) if given; split across the threads of `split_products` when
+    inside one and the product is large, along the larger of M and N."""
+    pool = _product_threads.get()
+    (m, k), n = a.shape, b.shape[1]
+    if pool is None or 2 * m * k * n < MIN_SPLIT_FLOPS:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((m, n), np.result_type(a, b))
+    edges = np.linspace(0, max(m, n), pool._max_workers + 1).astype(int)
+    if m >= n:
+        parts = [pool.submit(np.matmul, a[lo:hi], b, out[lo:hi]) for lo, hi in zip(edges[:-1], edges[1:])]
+    else:
+        parts = [pool.submit(np.matmul, a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in zip(edges[:-1], edges[1:])]
+    for part in parts:
+        part.result()
+    return out
 
 
 def single_threaded_blas() -> threadpool_limits:

@@ -7,6 +7,7 @@ generators, so a resumed run ends with the same bytes as one that was never inte
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from mlpcli.features.store import MappedRows, Store, StoreRoot
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, learning_rate
-from mlpcli.parallel import ProcessPool, available_memory, blas_threads
+from mlpcli.parallel import ProcessPool, available_memory, split_products
 from mlpcli.predictor import batched_scores
 from mlpcli.rundir import RunDir
 from mlpcli.seeding import generators
@@ -210,7 +211,8 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
     bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
     # overflow warnings are silenced: divergence is caught below
-    with interrupt, bar, blas_threads(cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
+    with interrupt, bar, split_products(cfg.train.threads or os.cpu_count() or 1), \
+            np.errstate(over="ignore", invalid="ignore"):
         while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
             shuffle_rng.bit_generator.state = state.rng_state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import signal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from mlpcli import checkpoint, experiment
+from mlpcli import checkpoint, experiment, parallel
 from mlpcli.config import load_config
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.nn.model import MLP
@@ -86,17 +87,28 @@ def test_same_config_gives_identical_checkpoints_and_metrics(tiny_config, tmp_pa
     assert metrics_without_time(a) == metrics_without_time(b)
 
 
-def test_train_threads_limits_blas_in_the_training_steps(tiny_config, tmp_path, monkeypatch):
-    seen = []
-    original = MLP.loss_and_grads
+def test_train_threads_split_the_large_products_over_threads_with_single_threaded_blas(tiny_config, tmp_path,
+                                                                                          monkeypatch):
+    blas, threads, real_matmul, real_step = [], set(), np.matmul, MLP.loss_and_grads
 
-    def spy(self, X, y):
-        seen.append(max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"))
-        return original(self, X, y)
+    def matmul(a, b, out=None):
+        threads.add(threading.get_ident())
+        return real_matmul(a, b, out=out)
 
-    monkeypatch.setattr(MLP, "loss_and_grads", spy)
-    run_once(tiny_config, tmp_path / "limited", ["train.threads=1"])
-    assert set(seen) == {1}
+    def step(self, X, y):
+        blas.append(max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"))
+        return real_step(self, X, y)
+
+    monkeypatch.setattr(parallel.np, "matmul", matmul)
+    monkeypatch.setattr(MLP, "loss_and_grads", step)
+    wide = ["model.hidden=[512]", "train.epochs=1"]        # 16 x 768 x 512: large enough to split
+    first = run_once(tiny_config, tmp_path / "a", [*wide, "train.threads=2"])
+    assert set(blas) == {1} and len(threads - {threading.get_ident()}) == 2      # the two threads of the products
+    threads.clear()
+    run_once(tiny_config, tmp_path / "b", [*wide, "train.threads=1"])
+    assert threads == {threading.get_ident()}
+    monkeypatch.setattr(parallel.np, "matmul", real_matmul)
+    assert sha256(first.last) == sha256(run_once(tiny_config, tmp_path / "c", [*wide, "train.threads=2"]).last)
 
 
 def test_another_seed_gives_another_run(tiny_config, tmp_path):

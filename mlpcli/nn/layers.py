@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpcli.parallel import matmul
+
 
 class Gate:
     """A node of the graph; subclasses implement `forward`, `backward` and, when piecewise linear, `region`."""
@@ -59,16 +61,16 @@ class Linear(Gate):
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         self.X = X                                           # (N, D)
-        Y = X @ self.params["W"]                             # (N, H)
+        Y = matmul(X, self.params["W"])                      # (N, H)
         if "b" in self.params:
             Y += self.params["b"]
         return Y
 
     def backward(self, dY: np.ndarray) -> np.ndarray | None:
-        np.matmul(self.X.T, dY, out=self.grads["W"])         # dW = Xᵀ·dY  (D, H)
+        matmul(self.X.T, dY, out=self.grads["W"])            # dW = Xᵀ·dY  (D, H)
         if "b" in self.grads:
             np.sum(dY, axis=0, out=self.grads["b"])          # db = Σ_n dY (H,)
-        return dY @ self.params["W"].T if self.input_grad else None   # dX = dY·Wᵀ (N, D)
+        return matmul(dY, self.params["W"].T) if self.input_grad else None   # dX = dY·Wᵀ (N, D)
 
 
 class Activation(Gate):
