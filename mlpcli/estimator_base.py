@@ -45,6 +45,8 @@ def check_fitted(estimator, attribute: str) -> None:
 
 @dataclass(frozen=True)
 class Parameter:
+    """One estimator parameter, as `with_parameters` documents it."""
+
     default: Any        # immutable: a tuple stands for a list
     help: str           # one line
     choices: list | None = None
