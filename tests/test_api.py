@@ -61,7 +61,7 @@ def test_every_public_method_has_a_docstring(name):
 
 
 @pytest.mark.parametrize("script, expected", [
-    ("python_api.py", ["features: ", "run: completed after 10 epochs", "predict on 160 images: accuracy",
+    ("python_api.py", ["features: 324 per image", "run: ", "predict on 160 images: accuracy",
                        "features the network sees: (5, 324)"]),
     ("sklearn_pipeline.py", ["HOG + color histograms -> MLP: validation accuracy", "grid search: best",
                              "bag of words (64 words) -> MLP: validation accuracy"]),

@@ -15,7 +15,7 @@ from mlpcli import checkpoint, experiment
 from mlpcli.arrays import InputError
 from mlpcli.config import load_config
 from mlpcli.data import load_splits
-from mlpcli.data.builtin import render_shapes
+from mlpcli.data.sources.builtin import render_shapes
 from mlpcli.errors import MlpError, TrainingError
 from mlpcli.estimator_base import NotFittedError
 from mlpcli.estimators import BagOfWords, ColorHist, HOG, MLPClassifier, Pixels
