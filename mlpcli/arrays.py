@@ -8,6 +8,8 @@ expects from bad input.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mlpcli.errors import DataError
@@ -40,8 +42,6 @@ def as_labels(y, n: int, owner: str) -> np.ndarray:
         raise InputError("y is a sparse matrix; sparse input is not supported: pass y.toarray().ravel()")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        import warnings
-
         warnings.warn(_column_warning("A column-vector y was passed when a 1d array was expected. Please change "
                                       "the shape of y to (n_samples,), for example using ravel()."), stacklevel=3)
         y = y.ravel()

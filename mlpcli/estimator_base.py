@@ -76,9 +76,10 @@ def with_parameters(cls: type, parameters: dict[str, Parameter], mirrors: dict[s
         for name, parameter in parameters.items():
             setattr(self, name, given.get(name, parameter.default))
 
+    keyword = inspect.Parameter.KEYWORD_ONLY
     __init__.__signature__ = inspect.Signature(
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for name, p in parameters.items()])
+        + [inspect.Parameter(name, keyword, default=p.default) for name, p in parameters.items()])
     __init__.__qualname__ = f"{cls.__name__}.__init__"
     cls.__init__ = __init__
     lines = ["", "    Parameters (keyword-only)", "    -------------------------"]

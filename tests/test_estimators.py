@@ -5,8 +5,6 @@ scikit-learn."""
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
