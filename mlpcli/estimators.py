@@ -13,6 +13,7 @@ is optional (mlpcli.estimator_base).
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from contextlib import contextmanager
 
@@ -29,7 +30,7 @@ from mlpcli.features import EXTRACTORS
 from mlpcli.features.pipeline import column_stats
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS
-from mlpcli.parallel import blas_threads, map_row_blocks
+from mlpcli.parallel import map_row_blocks, split_products
 from mlpcli.predictor import batched_scores, softmax
 from mlpcli.schema import from_dict
 from mlpcli.seeding import generators
@@ -180,7 +181,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """`epochs` more epochs over `batches`."""
         cfg = self._cfg
         advice = f"lower the learning rate (lr={cfg.optim.lr:g}) or the batch size (batch_size={cfg.train.batch_size})"
-        with blas_threads(cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
+        # as mlp train's steps: products split across train.threads threads (one per core), BLAS single-threaded
+        with split_products(cfg.train.threads or os.cpu_count() or 1), np.errstate(over="ignore", invalid="ignore"):
             for _ in range(epochs):
                 stats = train_epoch(self.network_, self._optimizer, batches, self._shuffle, self._progress,
                                     cfg.train.epochs, advice)
