@@ -213,6 +213,8 @@ class SweepConfig:
 
 @dataclass
 class Config:
+    """A run's whole configuration: load_config builds it from YAML and overrides, dump_config writes it back."""
+
     seed: int = option(0, "seed of the one random generator behind splits, init, shuffling and sampling", min=0)
     data: DataConfig = option(DataConfig(), "the dataset")
     features: FeaturesConfig = option(FeaturesConfig(), "the feature pipeline")

@@ -35,6 +35,8 @@ Log = Callable[[str], None]
 
 @dataclass
 class RunResult:
+    """What `run` and `resume` return: the run folder and where training stands."""
+
     run: RunDir               # the run folder
     status: str               # "completed", "early_stop", or "paused" (stop_after reached before train.epochs)
     epochs: int               # epochs completed

@@ -8,7 +8,7 @@ import numpy as np
 
 from mlpcli import checkpoint
 from mlpcli.data.dataset import Dataset
-from mlpcli.errors import DataError
+from mlpcli.errors import DataError, MlpError
 from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.features.store import StoreRoot
 from mlpcli.nn.model import MLP
@@ -16,6 +16,11 @@ from mlpcli.parallel import ProcessPool
 
 
 class Classifier:
+    """A trained run's features and network, rebuilt from its checkpoint alone: images in, class scores out.
+
+    `classes` (C,) names the classes, `config` is the run's config, `image_shape` (H, W, C) the images it takes.
+    """
+
     def __init__(self, ckpt: checkpoint.Checkpoint, progress: bool = False) -> None:
         self.checkpoint = ckpt
         self.config = ckpt.config
@@ -32,26 +37,38 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, progress: bool = False) -> Classifier:
+        """The classifier saved in `path`: a checkpoint .npz, or a run folder (its best.npz)."""
         return cls(checkpoint.load(path), progress)
 
     def scores(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape."""
-        if tuple(images.shape[1:]) != self.image_shape:
-            raise DataError(f"images are {images.shape[1:]} but this model was trained on {self.image_shape}; "
-                            "set data.size/data.mode to match")
+        """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape (with data.flip_eval,
+        the mean of each image's and its mirror image's)."""
+        self._check_shape(images.shape[1:])
         mirrored = self.config.data.flip_eval
         return batched_scores(self.model, self.pipeline.transform(images, mirror=mirrored), batch, mirrored)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Predicted labels (N,)."""
+        """Predicted labels (N,): indices into `classes`."""
         return self.scores(images).argmax(axis=1)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) of a softmax model; MlpError for a hinge model, whose scores are not
+        probabilities (use `scores`)."""
+        if self.config.loss.name != "softmax":
+            raise MlpError(f"this model was trained with loss.name={self.config.loss.name}, whose class scores are "
+                           "not probabilities; use scores() instead")
+        return softmax(self.scores(images).astype(np.float64))
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """The standardized features (N, D) the network sees for images (N, H, W, C) uint8 (the images
+        alone: no mirror images)."""
+        self._check_shape(images.shape[1:])
+        return self.pipeline.transform(images)
 
     def scores_of(self, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(class scores (n, C), readable (N,) bool) of a split read by index, streamed through a feature store
         (the config's cache, or a temporary one) chunk by chunk: n = the images that could be read."""
-        if tuple(data.image_shape) != self.image_shape:
-            raise DataError(f"images are {data.image_shape} but this model was trained on {self.image_shape}; "
-                            "set data.size/data.mode to match")
+        self._check_shape(data.image_shape)
         cfg = self.config
         stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
         try:
@@ -63,6 +80,11 @@ class Classifier:
             stores.close()
         readable = np.ones(len(data), bool) if unreadable is None else ~unreadable[:len(data)]
         return scores[readable], readable
+
+    def _check_shape(self, image_shape: tuple[int, ...]) -> None:
+        if tuple(image_shape) != self.image_shape:
+            raise DataError(f"images are {tuple(image_shape)} but this model was trained on {self.image_shape}; "
+                            "set data.size/data.mode to match")
 
 
 def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, mirrored: bool = False) -> np.ndarray:

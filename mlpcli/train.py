@@ -28,7 +28,7 @@ from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.features.store import MappedRows, Store, StoreRoot
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
-from mlpcli.nn.optim import OPTIMIZERS, learning_rate
+from mlpcli.nn.optim import OPTIMIZERS, Optimizer, learning_rate
 from mlpcli.parallel import ProcessPool, available_memory, split_products
 from mlpcli.predictor import batched_scores
 from mlpcli.rundir import RunDir
@@ -199,51 +199,29 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
             cfg, prep.classes, prep.image_shape, prep.input_dim, model.params,
             prep.pipeline.state(), optimizer.state(), asdict(state), model.buffers))
 
-    X = prep.features["train"].rows
-    y, usable = prep.features["train"].training_rows()
-    n = len(y) if usable is None else len(usable)
-    batch, epochs = min(cfg.train.batch_size, n), cfg.train.epochs
+    batches = Minibatches(prep.features["train"].rows, *prep.features["train"].training_rows(), cfg.train.batch_size)
+    epochs = cfg.train.epochs
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
-    steps = -(-n // batch)
-    xb, yb = np.empty((batch, X.shape[1]), dtype=X.dtype), np.empty(batch, dtype=y.dtype)
-    take = X.take if isinstance(X, MappedRows) else lambda index, out: np.take(X, index, axis=0, out=out)
     interrupt = _InterruptFlag()
-    bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
+    bar = tqdm(total=epochs * batches.steps, initial=state.epoch * batches.steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
-    # overflow warnings are silenced: divergence is caught below
+
+    def after_step() -> None:
+        bar.update()
+        if interrupt.raised:
+            save(run.last)
+            raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; saved {run.last}. "
+                              f"Continue with: mlp train --resume {run.path}")
+
+    # overflow warnings are silenced: divergence is caught by train_epoch
     with interrupt, bar, split_products(cfg.train.threads or os.cpu_count() or 1), \
             np.errstate(over="ignore", invalid="ignore"):
         while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
-            shuffle_rng.bit_generator.state = state.rng_state
-            order = shuffle_rng.permutation(n)
-            if usable is not None:
-                order = usable[order]
-            lr = learning_rate(cfg.optim, state.epoch, epochs)
-            for step in range(state.step, steps):
-                index = order[step * batch:(step + 1) * batch]
-                m = len(index)
-                take(index, xb[:m])
-                np.take(y, index, out=yb[:m])
-                data_loss, penalty, scores = model.loss_and_grads(xb[:m], yb[:m])
-                loss = data_loss + penalty
-                if not np.isfinite(loss):
-                    raise TrainingError(f"the loss became {loss} at epoch {state.epoch + 1}, step {step + 1}; "
-                                        f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size"
-                                        + _last_good(run))
-                optimizer.step(model.grads, lr)
-                state.loss_sum += float(loss) * m
-                state.data_loss_sum += float(data_loss) * m
-                state.correct += int(np.count_nonzero(scores.argmax(axis=1) == yb[:m]))
-                state.step = step + 1
-                bar.update()
-                if interrupt.raised:
-                    save(run.last)
-                    raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; saved {run.last}. "
-                                      f"Continue with: mlp train --resume {run.path}")
-            row = _end_epoch(state, prep, shuffle_rng, lr, n)
+            advice = f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size" + _last_good(run)
+            trained = train_epoch(model, optimizer, batches, shuffle_rng, state, epochs, advice, after_step)
+            row = _end_epoch(state, prep, trained)
             row["seconds"] = round(time.perf_counter() - tick, 4)
-            _check_finite(model, state.epoch, run)
             if row["val_acc"] > state.best_acc:
                 state.best_acc, state.best_epoch, state.stale = row["val_acc"], state.epoch, 0
             else:
@@ -258,8 +236,78 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
             save(run.last)
             bar.set_postfix(epoch=state.epoch, loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
             log(f"epoch {state.epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
-                f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
+                f"val {row['val_acc']:.2%}  lr {trained.lr:.3g}  {row['seconds']:.1f}s")
     return state
+
+
+class Minibatches:
+    """Shuffled minibatches of feature rows X (R, D), in memory or memory-mapped, with labels y (R,), of the
+    rows `usable` (None: all), gathered into two reused buffers (batch, D) and (batch,)."""
+
+    def __init__(self, X: np.ndarray | MappedRows, y: np.ndarray, usable: np.ndarray | None, batch_size: int) -> None:
+        self.y, self.usable = y, usable
+        self.n = len(y) if usable is None else len(usable)        # rows per epoch
+        self.size = min(batch_size, self.n)
+        self.steps = -(-self.n // self.size)                        # batches per epoch
+        self._xb, self._yb = np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype)
+        self._take = X.take if isinstance(X, MappedRows) else lambda index, out: np.take(X, index, axis=0, out=out)
+
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        """An epoch's row order (n,): a permutation drawn from `rng`."""
+        order = rng.permutation(self.n)
+        return order if self.usable is None else self.usable[order]
+
+    def batch(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of the buffers)."""
+        index = order[step * self.size:(step + 1) * self.size]
+        m = len(index)
+        self._take(index, self._xb[:m])
+        np.take(self.y, index, out=self._yb[:m])
+        return self._xb[:m], self._yb[:m]
+
+
+@dataclass
+class EpochStats:
+    """One epoch's training figures, averaged over its rows."""
+
+    loss: float          # data loss + L2 term, as each step saw it
+    data_loss: float
+    accuracy: float      # on the training rows, with the training behaviour (dropout on)
+    lr: float            # the learning rate of the epoch
+
+
+def train_epoch(model: MLP, optimizer: Optimizer, batches: Minibatches, shuffle_rng: np.random.Generator,
+                state: Progress, epochs: int, advice: str, after_step: Callable[[], None] = lambda: None) -> EpochStats:
+    """Epoch `state.epoch` of `epochs`: minibatch steps (loss_and_grads, optimizer step) at the schedule's learning
+    rate, over the rows in the order `shuffle_rng` draws from `state.rng_state`, from step `state.step` on (not 0
+    after a Ctrl-C). Keeps `state` current after each step, then calls after_step(); closes the epoch in `state`.
+
+    The one training loop of both `mlp train` and the scikit-learn estimator (mlpcli.estimators). TrainingError
+    ending with `advice` if the loss or the weights become non-finite.
+    """
+    lr = learning_rate(optimizer.cfg, state.epoch, epochs)
+    shuffle_rng.bit_generator.state = state.rng_state
+    order = batches.order(shuffle_rng)
+    for step in range(state.step, batches.steps):
+        xb, yb = batches.batch(order, step)
+        data_loss, penalty, scores = model.loss_and_grads(xb, yb)
+        loss = data_loss + penalty
+        if not np.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at epoch {state.epoch + 1}, step {step + 1}; {advice}")
+        optimizer.step(model.grads, lr)
+        state.loss_sum += float(loss) * len(yb)
+        state.data_loss_sum += float(data_loss) * len(yb)
+        state.correct += int(np.count_nonzero(scores.argmax(axis=1) == yb))
+        state.step = step + 1
+        after_step()
+    for name, value in model.params.items():
+        if not np.isfinite(value).all():
+            raise TrainingError(f"weights '{name}' became non-finite in epoch {state.epoch + 1}; {advice}")
+    stats = EpochStats(state.loss_sum / batches.n, state.data_loss_sum / batches.n, state.correct / batches.n, lr)
+    state.epoch += 1
+    state.step, state.loss_sum, state.data_loss_sum, state.correct = 0, 0.0, 0.0, 0
+    state.rng_state = shuffle_rng.bit_generator.state
+    return stats
 
 
 def _check_same_data(ckpt: checkpoint.Checkpoint, prep: Prepared) -> None:
@@ -293,17 +341,13 @@ def _last_good(run: RunDir) -> str:
     return f". The last good checkpoint is {run.last}" if run.last.exists() else ""
 
 
-def _end_epoch(state: Progress, prep: Prepared, shuffle_rng: np.random.Generator, lr: float, n: int) -> dict:
-    """Close the epoch in `state`; its metrics row."""
+def _end_epoch(state: Progress, prep: Prepared, trained: EpochStats) -> dict:
+    """The metrics row of the epoch `train_epoch` just closed in `state`, validation scores added."""
     val_data_loss, val_acc = evaluate(prep.model, prep.features["val"])
     penalty = prep.model.penalty()
-    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / n, "train_acc": state.correct / n,
-           "val_loss": val_data_loss + penalty, "val_acc": val_acc, "lr": lr,
-           "train_data_loss": state.data_loss_sum / n, "val_data_loss": val_data_loss, "l2": penalty}
-    state.epoch += 1
-    state.step, state.loss_sum, state.data_loss_sum, state.correct = 0, 0.0, 0.0, 0
-    state.rng_state = shuffle_rng.bit_generator.state
-    return row
+    return {"epoch": state.epoch, "train_loss": trained.loss, "train_acc": trained.accuracy,
+            "val_loss": val_data_loss + penalty, "val_acc": val_acc, "lr": trained.lr,
+            "train_data_loss": trained.data_loss, "val_data_loss": val_data_loss, "l2": penalty}
 
 
 def evaluate(model: MLP, split: SplitRows) -> tuple[float, float]:
@@ -317,13 +361,6 @@ def evaluate(model: MLP, split: SplitRows) -> tuple[float, float]:
 def _data_loss_and_accuracy(model: MLP, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     data_loss, _ = model.loss(scores, y)
     return float(data_loss), float(np.mean(scores.argmax(axis=1) == y))
-
-
-def _check_finite(model: MLP, epoch: int, run: RunDir) -> None:
-    for name, value in model.params.items():
-        if not np.isfinite(value).all():
-            raise TrainingError(f"weights '{name}' became non-finite in epoch {epoch}; lower the learning rate"
-                                + _last_good(run))
 
 
 def _summarize(cfg: Config, prep: Prepared, run: RunDir, state: Progress, started: float) -> dict:
