@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -51,18 +50,6 @@ def _files_at(path: str, skip: Callable[[str, str], None]) -> Iterator[str]:
                     if os.path.splitext(name)[1].lower() in SUFFIXES)
 
 
-def read_regular_image(path: str, size: list[int], mode: str) -> np.ndarray:
-    """The image in regular file `path` as (H, W, C) uint8 of `size` and `mode` (see read_image);
-    DataError for anything else: a missing file, a FIFO, a device, a folder, an unreadable image."""
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"cannot read {path}: not a regular file")
-    return read_image(path, size, mode)
-
-
 def classify(classifier: Classifier, paths: Iterable[str], skip: Callable[[str, str], None],
              batch: int = BATCH) -> Iterator[tuple[str, np.ndarray]]:
     """(path, values) for each image in `paths` that can be read, in order: values (C,) are the class
@@ -75,7 +62,7 @@ def classify(classifier: Classifier, paths: Iterable[str], skip: Callable[[str, 
     for path in [*paths, None]:
         if path is not None:
             try:
-                pending.append((path, read_regular_image(path, [height, width], mode)))
+                pending.append((path, read_image(path, [height, width], mode)))
             except DataError as err:
                 skip(path, str(err))
         if pending and (len(pending) == batch or path is None):

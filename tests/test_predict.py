@@ -90,8 +90,8 @@ def test_unreadable_and_special_files_are_skipped_not_fatal(trained, photos):
                                                                                "deeper/more/3.JPG")]
     problems = result.stderr.splitlines()
     assert problems[0].startswith(f"cannot read image {photos / 'broken.png'}: ")
-    assert problems[1] == f"cannot read {photos / 'deeper' / 'pipe.png'}: not a regular file"   # no hang
-    assert problems[2] == f"cannot read {photos / 'missing.png'}: No such file or directory"
+    assert problems[1] == f"cannot read image {photos / 'deeper' / 'pipe.png'}: not a regular file"   # no hang
+    assert problems[2] == f"cannot read image {photos / 'missing.png'}: No such file or directory"
     assert problems[3] == "4 image(s) classified, 3 skipped"
 
 

@@ -7,6 +7,8 @@ exactly as PIL's "L" conversion, so an image converted here or by `read_image` g
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +49,14 @@ def read_image(path: str | Path, size: list[int] | None = None, mode: str | None
     """One image file decoded to (H, W, C) uint8, converted to `mode` and resized to `size` = [height, width].
 
     With mode None, grayscale files (PIL modes 1, L, I, F, ...) give C = 1 and all others C = 3.
-    Raises DataError naming the file if it is missing, not an image, or truncated.
+    Raises DataError naming the file if it is missing, not a regular file (a FIFO would block, a device never
+    end), not an image, or truncated.
     """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DataError(f"cannot read image {path}: not a regular file")
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror}") from None
     try:
         with Image.open(path) as image:
             image.load()

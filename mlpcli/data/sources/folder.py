@@ -102,7 +102,7 @@ class FileReader:
         problems = {}
         for row, i in enumerate(index):
             try:
-                images[row] = read_regular_image(self.paths[i], self.size, self.mode)
+                images[row] = read_image(self.paths[i], self.size, self.mode)
             except DataError as err:
                 if self.on_error == "raise":
                     raise DataError(f"{err}; delete or fix it, or set data.on_error=skip to leave such images "
@@ -114,17 +114,6 @@ class FileReader:
         part = FileReader([self.paths[i] for i in index], self.size, self.mode, self.on_error, self.root)
         part._key = self._key
         return part
-
-
-def read_regular_image(path: Path, size: list[int] | None, mode: str | None) -> np.ndarray:
-    """read_image of a regular file; DataError for anything else (a FIFO would block, a device never end)."""
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise DataError(f"cannot read image {path}: {err.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"cannot read image {path}: not a regular file")
-    return read_image(path, size, mode)
 
 
 def scan(root: Path) -> Listing:
