@@ -117,10 +117,11 @@ def hostile_values(draw, key: Key | None = None) -> tuple[str, str, bool | None]
     if category == "edge" and key is not None and _edges(key):
         return category, draw(st.sampled_from(_edges(key))), True
     if category == "huge":
-        power = draw(st.integers(7, 60))
-        text = str(10 ** power)
-        bounded = key is not None and (key.meta.get("max") is not None or kind in (str, bool))
-        return category, text if kind is not list else f"[{text}, {text}]", True if bounded else None
+        number = 10 ** draw(st.integers(7, 60))
+        text = str(number) if kind is not list else f"[{number}, {number}]"
+        bound = key.meta.get("max") if key is not None else None
+        too_big = key is not None and (kind in (str, bool) or (bound is not None and number > bound))
+        return category, text, True if too_big else None
     if category == "wrong-type":
         text = draw(st.sampled_from(["[]", "{}", "{a: 1}", "[1, [2]]", "true", "'text'", "2001-12-14", "!!binary aGk=",
                                      "[.nan]", "{hog: .inf}"]))

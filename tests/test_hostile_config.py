@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mlpcli.cli import cli, one_line
+from mlpcli.cli import cli, single_line
 from mlpcli.config import Config, load_config
 from mlpcli.errors import ConfigError, quote
 from mlpcli.schema import from_dict
@@ -84,7 +84,8 @@ def test_hostile_overrides_on_the_command_line(hostile):
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 def test_no_float_key_takes_nan_or_infinity(key, value):
     message = refused(lambda: load_config(None, [override(key, value)]))
-    assert message is not None and "is not a finite number" in message
+    assert message is not None and key.rsplit(".", 1)[-1] in message
+    assert "is not a finite number" in message or "is not a dropout rate" in message
 
 
 def test_a_float_beyond_float_range_is_refused_where_yaml_cannot_stop_it():
@@ -180,9 +181,9 @@ def test_a_bare_group_still_shows_its_help():
     assert "Usage: " in result.output and "download" in result.output
 
 
-def test_one_line_joins_lines_and_cuts():
-    assert one_line("a\n  b\r\nc\n") == "a b c"
-    assert len(one_line("x" * 5000)) == 1001
+def test_single_line_joins_lines_and_cuts():
+    assert single_line("a\n  b\r\nc\n") == "a b c"
+    assert len(single_line("x" * 5000)) == 1001
 
 
 def test_gradcheck_that_would_take_hours_is_refused_with_a_hint():
@@ -193,7 +194,7 @@ def test_gradcheck_that_would_take_hours_is_refused_with_a_hint():
 def _broken_folder(root):
     for name in ("red", "blue"):
         (root / name).mkdir(parents=True)
-        for i in range(4):
+        for i in range(10):
             Image.new("RGB", (12, 12), name).save(root / name / f"{i}.png")
     (root / "red" / "junk.png").write_bytes(b"not a png")
     return root
@@ -206,7 +207,7 @@ def test_warnings_are_one_line_without_source(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Warning: skipped 1 unreadable image(s) under {folder}"), lines
+    assert len(lines) == 1 and lines[0].startswith("Warning: skipped 1 unreadable image(s)"), lines
     process = subprocess.run([sys.executable, "-m", "mlpcli", *args], capture_output=True, text=True, cwd=tmp_path)
     assert process.returncode == 0 and process.stderr == result.stderr
 
