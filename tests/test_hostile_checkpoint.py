@@ -83,7 +83,7 @@ def load_traced(path: Path) -> tuple[checkpoint.Checkpoint | None, str | None]:
     return outcome[0], message
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(data=st.data())
 def test_hostile_checkpoints_load_or_give_one_line(template, original, tmp_path, data):
     hostile = data.draw(hostile_checkpoints(template))
@@ -133,7 +133,7 @@ def test_hostile_checkpoints_through_eval_predict_and_resume(run_folder, templat
             assert folder_digest(run) == before, f"{command} of {hostile.what} changed the run folder"
 
 
-@settings(max_examples=4, **SETTINGS)
+@settings(max_examples=3, **SETTINGS)
 @given(data=st.data())
 def test_hostile_checkpoints_in_real_processes_use_little_memory(template, tmp_path, data):
     hostile = data.draw(hostile_checkpoints(template).filter(lambda h: h.invalid))

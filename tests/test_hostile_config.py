@@ -20,7 +20,7 @@ from mlpcli.schema import from_dict
 from tests.helpers import traced_peak
 from tests.hostile import billion_laughs, config_keys, hostile_config_files, hostile_overrides, override
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MEMORY = 64 << 20      # bytes any config input may make mlp allocate while reading it
 FLOAT_KEYS = sorted(key for key, value in config_keys().items() if value.kind is float)
 

@@ -97,8 +97,8 @@ def test_memory_estimates_bound_what_fit_and_transform_allocate(extractor, shape
     ("hog", {"interpolate": True, "color": "gray"}, (120, 100, 3), 40),
     ("color_hist", {"space": "rgb", "bins": 16, "grid": 4}, (32, 32, 3), 200),
     ("color_hist", {}, (300, 200, 3), 8),
-    ("bow", {"words": 400, "patches": 20_000}, (32, 32, 3), 30),
-    ("bow", {"words": 64, "patches": 40_000, "patch": 8, "stride": 2, "encoding": "hard"}, (32, 32, 1), 30),
+    ("bow", {"words": 300, "patches": 8_000}, (32, 32, 3), 20),
+    ("bow", {"words": 64, "patches": 16_000, "patch": 8, "stride": 2, "encoding": "hard"}, (32, 32, 1), 20),
 ])
 def test_memory_estimates_at_realistic_sizes_are_close(name, options, shape, n):
     cls = EXTRACTORS[name]
