@@ -122,15 +122,13 @@ def test_hostile_checkpoints_through_eval_predict_and_resume(run_folder, templat
     (run / "checkpoints" / "best.npz").write_bytes(hostile.checkpoint)
     before = folder_digest(run)
     args = {"eval": ["eval", str(path)], "predict": ["predict", str(path), str(run_folder.parent / "image.png")],
-            "resume": ["train", "--resume", str(run), "-q"]}[command]
+            "resume": ["train", "--resume", str(run), "-q", "train.epochs=5"]}[command]
     result = CliRunner().invoke(cli, args)
     if result.exit_code == 0:
         assert not hostile.invalid, f"accepted {hostile.what}"
     else:
-        line = one_error_line(result, run if command == "resume" else path)
-        assert "Traceback" not in result.output
-        if hostile.invalid or "already finished" not in line:
-            assert folder_digest(run) == before, f"{command} of {hostile.what} changed the run folder"
+        one_error_line(result, run if command == "resume" else path)
+        assert folder_digest(run) == before, f"{command} of {hostile.what} changed the run folder"
 
 
 @settings(max_examples=3, **SETTINGS)
