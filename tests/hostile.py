@@ -35,10 +35,6 @@ class Hostile:
     checkpoint: bytes | None = None    # a checkpoint file
     key: str | None = None             # the config key a hostile file sets, if one
 
-    @property
-    def category(self) -> str:
-        return self.what.split(":")[0]
-
 
 # ---------------------------------------------------------------- config keys and values
 

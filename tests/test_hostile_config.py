@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,7 +76,7 @@ def test_hostile_overrides_on_the_command_line(hostile):
     result = CliRunner().invoke(cli, ["train", "--print-config", *hostile.overrides])
     if result.exit_code == 0:
         assert not hostile.invalid, f"accepted {hostile.what}: {hostile.overrides}"
-        assert from_dict(Config, __import__("yaml").safe_load(result.stdout))
+        assert from_dict(Config, yaml.safe_load(result.stdout))
     else:
         assert one_error_line(result)
 
