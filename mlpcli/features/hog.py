@@ -75,9 +75,10 @@ class Hog(Extractor):
 
     def transform_bytes(self, image_shape: tuple[int, int, int], images: int) -> int:
         height, width, channels = image_shape
-        pixels = max(1, PIXELS_PER_SLICE // (height * width)) * height * width        # in one slice
-        scratch = (SLICE_BYTES_PER_PIXEL + SLICE_BYTES_PER_CHANNEL * channels) * pixels
-        return scratch + 4 * images * self.output_dim(image_shape)
+        slice_images = max(1, PIXELS_PER_SLICE // (height * width))
+        scratch = (SLICE_BYTES_PER_PIXEL + SLICE_BYTES_PER_CHANNEL * channels) * slice_images * height * width
+        blocks = 32 * slice_images * self.output_dim(image_shape)     # block normalization: 4 float64 copies
+        return scratch + blocks + 4 * images * self.output_dim(image_shape)
 
     def _cell_histograms(self, images: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
         """Mean gradient magnitude per cell and orientation bin: (B, H, W, C) uint8 -> (B, rows, cols, bins)."""
