@@ -8,6 +8,7 @@ import importlib
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -17,34 +18,81 @@ from tqdm import tqdm
 
 from mlpcli import __version__
 from mlpcli.errors import MlpError
+from mlpcli.limits import MAX_CLASSES, MAX_WIDTH
+
+MESSAGE_LIMIT = 1000   # characters of an error or warning line; values in messages are cut at their source too
+_SHOWS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())   # click >= 8.2: a bare `mlp data` shows help
 
 
 class MlpGroup(click.Group):
-    """Reports library errors as `Error: <message>` (exit 1), Ctrl-C as exit 130, never a traceback."""
+    """Reports library errors as `Error: <message>` (exit 1), usage errors as one `Error: ...` line
+    (exit 2), warnings as one `Warning: ...` line, Ctrl-C as exit 130, running out of memory as one line:
+    never a traceback."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _SHOWS_HELP:
+            raise
+        except click.UsageError as err:      # mlp's own options and arguments
+            raise _UsageLine(err) from None
 
     def invoke(self, ctx: click.Context):
         from mlpcli.train import Interrupted
 
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                return super().invoke(ctx)
         except Interrupted as err:
             click.echo(printable(str(err)), err=True)
             ctx.exit(130)
         except MlpError as err:
-            raise click.ClickException(printable(str(err))) from None
+            raise click.ClickException(single_line(str(err))) from None
+        except _SHOWS_HELP:
+            raise
+        except click.UsageError as err:      # a command's options and arguments
+            raise _UsageLine(err) from None
         except BrokenPipeError:
             raise
         except OSError as err:
             where = f": {err.filename}" if err.filename else ""
-            raise click.ClickException(printable(f"{err.strerror or err}{where}")) from None
+            raise click.ClickException(single_line(f"{err.strerror or err}{where}")) from None
+        except MemoryError:
+            raise click.ClickException("out of memory; lower the sizes in the config (model.hidden, "
+                                       "train.batch_size, features.chunk) or free some memory") from None
         except KeyboardInterrupt:
             click.echo("Aborted.", err=True)
             ctx.exit(130)
 
 
+class _UsageLine(click.ClickException):
+    """A usage error as one line, `Error: <problem> Try 'mlp train --help'.`, instead of click's usage
+    block; exit code 2 as click's."""
+
+    exit_code = 2
+
+    def __init__(self, err: click.UsageError) -> None:
+        message = single_line(err.format_message())
+        if err.ctx is not None:
+            message += ("" if message.endswith((".", "?", "!")) else ".") + f" Try '{err.ctx.command_path} --help'."
+        super().__init__(message)
+
+
 def printable(text: str) -> str:
     """`text` as it can be printed: file names that are not valid UTF-8 shown with \\x escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def single_line(text: str) -> str:
+    """Printable `text` on one line (line breaks become spaces), cut to MESSAGE_LIMIT characters."""
+    text = " ".join(part.strip() for part in printable(text).splitlines() if part.strip())
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one line on stderr, `Warning: <message>`, without the source line."""
+    click.echo(f"Warning: {single_line(str(message))}", err=True)
 
 
 @click.group(cls=MlpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -449,14 +497,16 @@ def _csv_writer(path: str | None, classes: list[str]):
 @cli.command(short_help="Check analytic gradients against numerical ones.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
 @click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
-@click.option("--samples", type=click.IntRange(min=1), help="Check a seeded sample of N entries per parameter "
-              "(default: all entries).")
-@click.option("--threshold", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--samples", type=click.IntRange(min=1, max=10**9), help="Check a seeded sample of N entries per "
+              "parameter (default: all entries).")
+@click.option("--threshold", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True, max=1),
               help="Largest relative error that passes.")
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Samples in the random batch.")
-@click.option("--input-dim", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1, max=100_000),
+              help="Samples in the random batch.")
+@click.option("--input-dim", default=10, show_default=True, type=click.IntRange(min=1, max=MAX_WIDTH),
               help="Input features D of the checked network (the configured hidden layers are kept).")
-@click.option("--classes", default=5, show_default=True, type=click.IntRange(min=2), help="Classes C.")
+@click.option("--classes", default=5, show_default=True, type=click.IntRange(min=2, max=MAX_CLASSES),
+              help="Classes C.")
 def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, threshold: float, batch: int,
               input_dim: int, classes: int) -> None:
     """Compare analytic gradients with centered differences (h = 1e-5) in float64.
@@ -474,6 +524,7 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
       mlp gradcheck configs/cifar10_pixels.yaml --samples 200
       mlp gradcheck --gates model.activation=elu model.norm=layer
     """
+    from mlpcli import budget
     from mlpcli.nn.gradcheck import check_gates, check_model, jitter_constants
     from mlpcli.nn.model import MLP
     from mlpcli.seeding import generators
@@ -481,6 +532,9 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
     config, overrides = _split_config_args(args)
     cfg = _load_config(config, overrides)
     cfg.model.dtype = "float64"
+    budget.require(budget.gradcheck(cfg, input_dim, classes, batch, per_gate), "gradcheck")
+    if not per_gate:
+        _check_gradcheck_work(cfg, input_dim, classes, batch, samples)
     rngs = generators(cfg.seed)
     rng = rngs["init"]
     if per_gate:
@@ -496,6 +550,23 @@ def gradcheck(args: tuple[str, ...], per_gate: bool, samples: int | None, thresh
     failed = [row.name for row in rows if not row.passed]
     if failed:
         raise click.ClickException(f"gradient check failed for {', '.join(failed)} (threshold {threshold:g})")
+
+
+GRADCHECK_PASS = 5e5      # fixed cost of one ±h pass through the network, in flops at ~1 GFLOP/s (measured ~0.5 ms)
+GRADCHECK_WORK = 3.6e12   # flops of about an hour of checking
+
+
+def _check_gradcheck_work(cfg, input_dim: int, classes: int, batch: int, samples: int | None) -> None:
+    """UsageError if checking the entries asked for (two forward passes each) would take over an hour."""
+    from mlpcli.budget import layer_shapes
+
+    layers = layer_shapes(cfg.model, input_dim, classes)
+    flops = 2 * batch * sum(fan_in * width for fan_in, width in layers)
+    sizes = [size for fan_in, width in layers for size in (fan_in * width, width)]
+    entries = sum(min(size, samples or size) for size in sizes)
+    if 2 * entries * (GRADCHECK_PASS + flops) > GRADCHECK_WORK:
+        raise click.UsageError(f"checking {entries:,} gradient entries, two forward passes each, would take hours; "
+                               "pass --samples N to check N entries of each parameter (e.g. --samples 100)")
 
 
 def _format_gradcheck(rows, threshold: float) -> str:

@@ -12,8 +12,12 @@ from typing import Any
 
 import yaml
 
-from mlpcli.errors import ConfigError
+from mlpcli.errors import ConfigError, quote
+from mlpcli.limits import MAX_COUNT, MAX_IMAGES, MAX_LAYERS, MAX_SIDE, MAX_WIDTH
+from mlpcli.safeyaml import load_yaml
 from mlpcli.schema import from_dict, option, to_dict, unknown_key_message
+
+MAX_CONFIG_BYTES = 1 << 20   # a config file is a few kilobytes
 
 
 def _sources() -> list[str]:
@@ -44,7 +48,7 @@ def _optimizers() -> list[str]:
 @dataclass
 class ShapesConfig:
     classes: int = option(4, "number of shape classes (circle, square, triangle, cross, ring, diamond)", min=2, max=6)
-    per_class: int = option(500, "images per class", min=2)
+    per_class: int = option(500, "images per class", min=2, max=10_000_000)
     size: int = option(32, "image side in pixels", min=12, max=256)
     noise: float = option(0.05, "std of the pixel noise, as a fraction of the intensity range", min=0.0, max=1.0)
     seed: int = option(0, "seed of the generator (the dataset stays put when the run's seed changes)", min=0)
@@ -57,8 +61,9 @@ class DataConfig:
                               "(`mlp data info PATH` tells which)")
     val_fraction: float = option(0.2, "fraction of the training images held out for validation (seeded, stratified)",
                                  min=0.01, max=0.9)
-    limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2)
-    size: list[int] | None = option(None, "resize every image to [height, width]", min=1, length=2)
+    limit: int | None = option(None, "use at most this many training images (a seeded stratified sample)", min=2,
+                               max=MAX_IMAGES)
+    size: list[int] | None = option(None, "resize every image to [height, width]", min=1, max=MAX_SIDE, length=2)
     mode: str | None = option(None, "convert every image to this color mode", choices=["rgb", "gray"])
     flip: bool = option(False, "add a left-right mirror image of every training image (doubles the training split)")
     flip_eval: bool = option(False, "score every evaluated image (validation, test, eval, predict) by the mean of "
@@ -83,7 +88,8 @@ class FeaturesConfig:
                               parse=_parse_extractors, dump=_dump_extractors)
     normalize: str = option("standard", "per-feature standardization fit on the training split, or none",
                             choices=["standard", "none"])
-    chunk: int = option(2000, "at most this many images per extraction task (bounds a worker's memory)", min=1)
+    chunk: int = option(2000, "at most this many images per extraction task (bounds a worker's memory)", min=1,
+                        max=1_000_000)
     cache: bool = option(True, "keep the feature stores in cache_dir, keyed by the images and the feature config "
                          "(false: in a temporary folder removed after the run)")
     load: str = option("auto", "training reads the stored feature rows: memory (the store read whole), disk "
@@ -105,7 +111,7 @@ def _dropout_rate(value: Any, path: str) -> float:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"{path}: {value!r} is not a dropout rate; give a number at least 0 and below 1 "
+        raise ConfigError(f"{path}: {quote(value)} is not a dropout rate; give a number at least 0 and below 1 "
                           f"(0.5 drops half the units), or a list of them, one per hidden layer")
     return float(value)
 
@@ -113,13 +119,13 @@ def _dropout_rate(value: Any, path: str) -> float:
 @dataclass
 class ModelConfig:
     hidden: list[int] = option([100], "hidden layer sizes, any number: [] linear classifier, [H] 2-layer net, "
-                               "[H1, H2] 3-layer net", min=1)
+                               "[H1, H2] 3-layer net", min=1, max=MAX_WIDTH, max_length=MAX_LAYERS)
     activation: str = option("relu", "hidden-layer nonlinearity", choices=_activations)
     init: str = option("he", "weight initialization", choices=["he", "xavier", "normal"])
     init_std: float = option(0.01, "std of the `normal` initialization", min=0.0)
     leaky_slope: float = option(0.1, "slope of leaky ReLU for x < 0", min=0.0, max=1.0)
     elu_alpha: float = option(1.0, "ELU's alpha: the value approached as x -> -inf is -alpha", min=0.0)
-    maxout_pieces: int = option(2, "affine pieces per maxout unit", min=2)
+    maxout_pieces: int = option(2, "affine pieces per maxout unit", min=2, max=1000)
     norm: str = option("none", "normalization between each hidden layer's affine map and its activation",
                        choices=_norms)
     norm_momentum: float = option(0.9, "batch norm: running average ← momentum·running + (1 − momentum)·batch "
@@ -152,26 +158,28 @@ class LossConfig:
 class OptimConfig:
     name: str = option("momentum", "update rule", choices=_optimizers)
     lr: float = option(0.05, "initial learning rate", min=0.0)
-    momentum: float = option(0.9, "momentum coefficient (momentum)", min=0.0, max=1.0)
+    momentum: float = option(0.9, "momentum coefficient (momentum)", min=0.0, below=1.0)
     nesterov: bool = option(False, "Nesterov momentum (momentum)")
-    rho: float = option(0.99, "decay of the squared-gradient average (rmsprop)", min=0.0, max=1.0)
-    beta1: float = option(0.9, "first-moment decay (adam)", min=0.0, max=1.0)
-    beta2: float = option(0.999, "second-moment decay (adam)", min=0.0, max=1.0)
-    eps: float = option(1e-8, "denominator guard (rmsprop, adam)", min=0.0)
+    rho: float = option(0.99, "decay of the squared-gradient average (rmsprop)", min=0.0, below=1.0)
+    beta1: float = option(0.9, "first-moment decay (adam)", min=0.0, below=1.0)
+    beta2: float = option(0.999, "second-moment decay (adam)", min=0.0, below=1.0)
+    eps: float = option(1e-8, "denominator guard (rmsprop, adam)", above=0.0)
     schedule: str = option("step", "learning-rate schedule over epochs", choices=["constant", "step", "cosine"])
-    decay: float = option(0.95, "step schedule: multiply the rate by this every `step_every` epochs", min=0.0, max=1.0)
-    step_every: int = option(1, "step schedule: epochs between decays", min=1)
+    decay: float = option(0.95, "step schedule: multiply the rate by this every `step_every` epochs", above=0.0,
+                          max=1.0)
+    step_every: int = option(1, "step schedule: epochs between decays", min=1, max=MAX_COUNT)
     min_lr: float = option(0.0, "cosine schedule: the final learning rate", min=0.0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(20, "maximum number of passes over the training set", min=1)
-    batch_size: int = option(200, "minibatch size", min=1)
-    patience: int = option(5, "stop after this many epochs without a better validation accuracy (0: never)", min=0)
+    epochs: int = option(20, "maximum number of passes over the training set", min=1, max=MAX_COUNT)
+    batch_size: int = option(200, "minibatch size", min=1, max=1_000_000)
+    patience: int = option(5, "stop after this many epochs without a better validation accuracy (0: never)", min=0,
+                           max=MAX_COUNT)
     threads: int | None = option(None, "threads for the training steps' matrix products (default: one per core); "
                                  "each large product is split across them, each part on single-threaded BLAS",
-                                 min=1)
+                                 min=1, max=256)
 
 
 @dataclass
@@ -246,18 +254,21 @@ def read_yaml(path: str | Path) -> dict:
     """The mapping in YAML file `path`, or a ConfigError naming the file and the problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config file {path}: {err}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a config file is YAML text") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config file is a few kilobytes "
+                          "of YAML")
+    raw = load_yaml(text, str(path))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -269,18 +280,15 @@ def apply_override(raw: dict, item: str) -> None:
     """Set `key.path=value` (value read as YAML) in the raw config mapping `raw`."""
     key, sep, text = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override '{item}' is not of the form key.path=value (e.g. optim.lr=0.05)")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"override '{item}': the value is not valid YAML") from None
+        raise ConfigError(f"override {quote(item)} is not of the form key.path=value (e.g. optim.lr=0.05)")
+    value = load_yaml(text, f"override {quote(item)}")
     set_key(raw, key, value, item)
 
 
 def set_key(raw: dict, key: str, value: Any, item: str | None = None) -> None:
     """Set dotted config key `key` to `value` in the raw config mapping `raw`; `item` is the override
     text named in errors (default: key=value)."""
-    item = item or f"{key}={value}"
+    shown = quote(item if item is not None else f"{key}=...")
     node, cls = raw, Config
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -293,10 +301,10 @@ def set_key(raw: dict, key: str, value: Any, item: str | None = None) -> None:
             return
         cls = _dataclass_named(fields[part].type)
         if cls is None:
-            raise ConfigError(f"override '{item}': '{where}' is a value, not a section; set it whole ({where}=...)")
+            raise ConfigError(f"override {shown}: '{where}' is a value, not a section; set it whole ({where}=...)")
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override '{item}': '{where}' is not a mapping in the config file")
+            raise ConfigError(f"override {shown}: '{where}' is not a mapping in the config file")
         node = child
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpcli import checkpoint
+from mlpcli import budget, checkpoint
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.data import load_splits
@@ -94,6 +94,7 @@ def extract_features(cfg: Config, *, progress: bool = False, pool=None,
     seconds, served from the cache) after each split; returns the width of each extractor's features."""
     rngs = generators(cfg.seed)
     splits = load_splits(cfg, rngs["data"])
+    budget.require(budget.features(cfg, splits["train"].image_shape, fit=True), "feature extraction")
     pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
     if pool is not None and not (cfg.cache_dir and cfg.features.cache):
         raise MlpError("extracting features on a cluster needs a feature cache the workers share: set cache_dir "

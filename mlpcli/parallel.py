@@ -31,7 +31,7 @@ from mlpcli.errors import MlpError
 def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int) -> list:
     """[work(rows) for consecutive row slices of `block_rows`], run in one thread per core."""
     blocks = [slice(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
-    workers = min(os.cpu_count() or 1, len(blocks))
+    workers = min(cores(), len(blocks))
     if workers <= 1:
         return [work(rows) for rows in blocks]
     with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
@@ -83,6 +83,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+def cores() -> int:
+    """The workers that run at once (threads of `map_row_blocks`, processes of `ProcessPool`): one per core."""
+    return os.cpu_count() or 1
+
+
 def single_threaded_blas() -> threadpool_limits:
     """A context in which BLAS runs on the calling thread alone."""
     return blas_threads(1)
@@ -102,7 +107,7 @@ class ProcessPool:
     """
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or cores()
         self._executor: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable, items: Iterable) -> Iterator:

@@ -9,25 +9,33 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from mlpcli.errors import ConfigError
+from mlpcli.errors import ConfigError, quote
+
+MAX_TEXT = 4096   # characters in a config string (paths and names included)
+BAD_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")   # control characters and lone surrogates
 
 
 def option(default: Any, help: str, *, choices: Callable[[], list[str]] | list[str] | None = None,
-           min: float | None = None, max: float | None = None, length: int | None = None,
+           min: float | None = None, max: float | None = None, above: float | None = None,
+           below: float | None = None, length: int | None = None, max_length: int | None = None,
            parse: Callable | None = None, dump: Callable | None = None) -> Any:
     """A config field: its default, one line of help, and the values it allows.
 
     `choices` may be a callable (a registry looked up lazily); `min`/`max` bound numbers (and each item
-    of a list); `length` fixes a list's length; `parse(value, path)` and `dump(value)` replace the
-    generic validation for fields whose values are not plain types.
+    of a list) inclusively, `above`/`below` exclusively (where the math divides by zero at the bound);
+    `length` fixes a list's length and `max_length` caps it; `parse(value, path)` and `dump(value)`
+    replace the generic validation for fields whose values are not plain types. Float fields take
+    finite numbers only; string fields no control characters or lone surrogates.
     """
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "length": length, "parse": parse,
-            "dump": dump}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below,
+            "length": length, "max_length": max_length, "parse": parse, "dump": dump}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -86,9 +94,9 @@ def flatten(data: Any, path: str = "") -> dict[str, Any]:
 
 
 def unknown_key_message(path: str, key: str, allowed: list[str], what: str = "key") -> str:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key[:MAX_TEXT], allowed, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown {what} '{path}'{hint} (allowed here: {', '.join(allowed)})"
+    return f"unknown {what} {quote(path)}{hint} (allowed here: {', '.join(allowed)})"
 
 
 def _value(hint: Any, f: dataclasses.Field, value: Any, path: str) -> Any:
@@ -98,7 +106,7 @@ def _value(hint: Any, f: dataclasses.Field, value: Any, path: str) -> Any:
     value = _typed(hint, value, path)
     choices = choices_of(f)
     if choices is not None and value is not None and value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(value)[:MAX_TEXT], choices, n=1, cutoff=0.6)
         hint_text = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"{path}: {_show(value)} is not one of {', '.join(choices)}{hint_text}")
     _check_range(f, value, path)
@@ -127,33 +135,60 @@ def _typed(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
         return value
     if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {_show(value)}")
-        return float(value)
+        return _finite(value, path)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+        if len(value) > MAX_TEXT:
+            raise ConfigError(f"{path}: {quote(value)} is longer than {MAX_TEXT} characters")
+        if BAD_TEXT.search(value):
+            raise ConfigError(f"{path}: {quote(value)} holds a control character or a lone surrogate; "
+                              "use printable text")
         return value
     raise TypeError(f"unsupported config type {hint!r} at {path}")
 
 
+def _finite(value: Any, path: str) -> float:
+    """`value` as a finite float (YAML 1.1 reads `1e-3`, without a dot, as a string: it is converted)."""
+    if isinstance(value, str):
+        try:
+            value = float(value[:MAX_TEXT])
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ConfigError(f"{path}: {quote(value)} is too large for a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{path}: {quote(value)} is not a finite number")
+    return number
+
+
 def _check_range(f: dataclasses.Field, value: Any, path: str) -> None:
-    length = f.metadata.get("length")
+    length, max_length = f.metadata.get("length"), f.metadata.get("max_length")
     if length is not None and isinstance(value, list) and len(value) != length:
-        raise ConfigError(f"{path}: expected {length} values, got {len(value)} ({value!r})")
-    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        raise ConfigError(f"{path}: expected {length} values, got {len(value)} ({quote(value)})")
+    if max_length is not None and isinstance(value, list) and len(value) > max_length:
+        raise ConfigError(f"{path}: expected at most {max_length} values, got {len(value)}")
+    lo, hi, above, below = (f.metadata.get(key) for key in ("min", "max", "above", "below"))
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, (int, float)) or isinstance(item, bool):
             continue
-        if (lo is not None and item < lo) or (hi is not None and item > hi):
-            bounds = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"
-            raise ConfigError(f"{path}: {item!r} is out of range; it must be {bounds}")
+        if ((lo is not None and item < lo) or (hi is not None and item > hi)
+                or (above is not None and item <= above) or (below is not None and item >= below)):
+            raise ConfigError(f"{path}: {quote(item)} is out of range; it must be {_bounds(lo, hi, above, below)}")
+
+
+def _bounds(lo: float | None, hi: float | None, above: float | None, below: float | None) -> str:
+    """The allowed range in words, e.g. "between 0 and 1", "at least 0.0 and below 1.0"."""
+    if lo is not None and hi is not None:
+        return f"between {lo} and {hi}"
+    lower = f"at least {lo}" if lo is not None else f"above {above}" if above is not None else None
+    upper = f"at most {hi}" if hi is not None else f"below {below}" if below is not None else None
+    return " and ".join(part for part in (lower, upper) if part)
 
 
 def _name(hint: Any) -> str:
@@ -161,7 +196,7 @@ def _name(hint: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return f"{quote(value)} ({type(value).__name__})"
 
 
 def _join(path: str, key: str) -> str:

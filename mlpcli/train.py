@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from mlpcli import checkpoint
+from mlpcli import budget, checkpoint
 from mlpcli.config import Config
 from mlpcli.data import load_splits
 from mlpcli.data.dataset import Dataset
@@ -130,6 +130,8 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     The test split is featurized only when it is scored (Prepared.featurize)."""
     rngs = generators(cfg.seed)
     splits = load_splits(cfg, rngs["data"])
+    budget.require(budget.training(cfg, splits["train"].image_shape, len(splits["train"].classes),
+                                   sum(len(ds) for ds in splits.values())), "training")
     stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
     pool = ProcessPool()
     try:

@@ -196,7 +196,7 @@ def test_eval_of_a_corrupt_checkpoint(runner, tmp_path):
     bad.write_bytes(b"garbage")
     result = runner.invoke(cli, ["eval", str(bad)])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: {bad}: not a readable .npz checkpoint (not a zip archive)"
+    assert result.output.strip() == f"Error: {bad}: not a readable .npz file (not a zip archive)"
 
 
 def test_predict_classifies_image_files(runner, trained, tmp_path):

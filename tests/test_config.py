@@ -51,7 +51,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     ("model.hiden=[3]", "unknown key 'model.hiden'; did you mean 'hidden'?"),
     ("optim.lrr=0.1", "unknown key 'optim.lrr'; did you mean 'lr'?"),
     ("model.hidden=abc", "model.hidden: expected a list of integers, got 'abc' (str)"),
-    ("model.hidden=[0]", "model.hidden: 0 is out of range; it must be at least 1"),
+    ("model.hidden=[0]", "model.hidden: 0 is out of range; it must be between 1 and 1000000"),
     ("train.epochs=2.5", "train.epochs: expected an integer, got 2.5 (float)"),
     ("optim.name=adm", "optim.name: 'adm' (str) is not one of adam, momentum, rmsprop, sgd; did you mean 'adam'?"),
     ("data.val_fraction=1.5", "data.val_fraction: 1.5 is out of range; it must be between 0.01 and 0.9"),

@@ -164,7 +164,7 @@ def test_random_state_as_in_scikit_learn():
 
 @pytest.mark.parametrize("estimator, message", [
     (MLPClassifier(activation="rleu"), r"^activation: 'rleu' \(str\) is not one of .*; did you mean 'relu'\?"),
-    (MLPClassifier(hidden=(16, 0)), r"^hidden: 0 is out of range; it must be at least 1"),
+    (MLPClassifier(hidden=(16, 0)), r"^hidden: 0 is out of range; it must be between 1 and 1000000"),
     (MLPClassifier(dropout=(0.5,), hidden=(4, 4)), r"^dropout: \[0.5\] has 1 rate for the 2 hidden layers"),
     (MLPClassifier(optimizer="adamw"), r"^optimizer: 'adamw' \(str\) is not one of .*; did you mean 'adam'\?"),
     (MLPClassifier(lr=-1.0), r"^lr: "),

@@ -9,17 +9,19 @@ downloaded and unpacked inside a temporary folder that is renamed into place onl
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from mlpcli.errors import DataError
+from mlpcli.errors import DataError, quote
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ def download(name: str, dest_dir: str | Path, *, base_url: str | None = None, pr
         raise DataError(f"no download for dataset '{name}'; available: {', '.join(archives)}")
     archive = archives[name]
     if base_url is not None:
+        _check_url(base_url)
         archive = Archive(archive.name, base_url, archive.files)
     return fetch(archive, dest_dir, progress=progress)
 
@@ -94,6 +97,18 @@ def dataset_path(source: str, path: str | None) -> Path:
     return resolved
 
 
+def _check_url(url: str) -> None:
+    """DataError unless `url` is an absolute http, https, ftp or file URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https", "ftp", "file") or not (parts.netloc or parts.path)
+            or any(char.isspace() or not char.isprintable() for char in url)):
+        raise DataError(f"mirror {quote(url)} is not a URL; give the base URL of the files, "
+                        "e.g. https://example.org/mnist/")
+
+
 def _fetch_file(url: str, path: Path, md5: str, progress: bool) -> None:
     """Stream `url` into `path` with a progress bar, checking its MD5."""
     digest = hashlib.md5()
@@ -107,7 +122,7 @@ def _fetch_file(url: str, path: Path, md5: str, progress: bool) -> None:
                     bar.update(len(block))
     except urllib.error.HTTPError as err:
         raise DataError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:  # a cut connection too
         reason = getattr(err, "reason", err)
         raise DataError(f"download of {url} failed: {reason}; check the network or pass a mirror URL") from None
     if digest.hexdigest() != md5:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlpcli.errors import ConfigError
+from mlpcli.errors import ConfigError, quote
 from mlpcli.features.base import Extractor
 from mlpcli.features.bow import BagOfWords
 from mlpcli.features.color import ColorHist
@@ -42,7 +42,7 @@ def parse_extractors(value: Any, path: str) -> list[ExtractorSpec]:
         if isinstance(item, str):
             item = {item: {}}
         if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{where}: expected one {{name: {{options}}}} mapping, got {item!r}")
+            raise ConfigError(f"{where}: expected one {{name: {{options}}}} mapping, got {quote(item)}")
         (name, options), = item.items()
         if name not in EXTRACTORS:
             raise ConfigError(unknown_key_message(f"{where}.{name}", str(name), sorted(EXTRACTORS), "extractor"))

@@ -28,8 +28,9 @@ from tqdm import tqdm
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, ConfigError, DataError
 from mlpcli.features.base import Extractor
-from mlpcli.features.kmeans import augment_centroids, augment_points, kmeans
-from mlpcli.parallel import single_threaded_blas
+from mlpcli.features.kmeans import BLOCK_ROWS, INIT_POINTS_PER_CLUSTER, augment_centroids, augment_points, kmeans
+from mlpcli.limits import MAX_SIDE
+from mlpcli.parallel import cores, single_threaded_blas
 from mlpcli.schema import option
 
 PATCH_BLOCK = 2000   # images read at a time while sampling the training patches
@@ -37,21 +38,21 @@ PATCH_BLOCK = 2000   # images read at a time while sampling the training patches
 
 @dataclass
 class BowConfig:
-    patch: int = option(6, "side of the square patches, in pixels", min=1)
-    stride: int = option(1, "step between the dense patches coded in each image, in pixels", min=1)
-    words: int = option(1600, "codebook size: the number of k-means centroids", min=1)
+    patch: int = option(6, "side of the square patches, in pixels", min=1, max=256)
+    stride: int = option(1, "step between the dense patches coded in each image, in pixels", min=1, max=MAX_SIDE)
+    words: int = option(1600, "codebook size: the number of k-means centroids", min=1, max=100_000)
     encoding: str = option("triangle", "hard: count the nearest word; triangle: max(0, mean(z) - z_k) "
                            "of the distances z to the words (Coates & Ng 2011)", choices=["hard", "triangle"])
     pool: int = option(2, "sum the codes over each cell of a pool x pool grid over the image (1: whole image)",
-                       min=1)
+                       min=1, max=256)
     whiten: bool = option(True, "ZCA-whiten the normalized patches")
-    patches: int = option(100_000, "random training patches the codebook is learned from", min=1)
+    patches: int = option(100_000, "random training patches the codebook is learned from", min=1, max=100_000_000)
     eps_norm: float = option(10.0, "added to each patch's variance before dividing by its square root "
                              "(pixels 0-255); must be positive", min=0.0)
     eps_zca: float = option(0.1, "added to the eigenvalues of the patch covariance when whitening; must be "
                             "positive; larger damps the low-variance (finest) patch directions (0.3: +0.7 points "
                             "on CIFAR-10 JPEGs)", min=0.0)
-    iterations: int = option(50, "at most this many k-means (Lloyd) iterations", min=1)
+    iterations: int = option(50, "at most this many k-means (Lloyd) iterations", min=1, max=10_000)
     power: float = option(1.0, "raise the pooled codes to this power: 0.5 (square root) damps the words that "
                           "occur everywhere against the rare ones (+0.4 points on CIFAR-10 validation)", min=0.0)
     init: str = option("near-mean", "k-means start: near-mean (Coates & Ng's draws around the mean patch; "
@@ -111,6 +112,34 @@ class BagOfWords(Extractor):
         if cfg.power != 1:
             np.power(np.maximum(out, 0, out=out), cfg.power, out=out)   # rounding can leave -1e-7 for a 0
         return out
+
+    def output_dim(self, image_shape: tuple[int, int, int]) -> int:
+        _grid(image_shape, self.cfg)
+        return self.cfg.pool ** 2 * self.cfg.words
+
+    def transform_bytes(self, image_shape: tuple[int, int, int], images: int) -> int:
+        cfg = self.cfg
+        rows, cols = _grid(image_shape, cfg)
+        d = cfg.patch ** 2 * image_shape[2]
+        per_image = rows * cols * (4 * (3 * d + 2) + 8 * cfg.words + 32)    # patches, whitened, augmented; codes
+        coder = 4 * (d + 2) * cfg.words + 4 * d * d                          # the augmented codebook, whitening
+        return per_image + coder + 4 * images * self.output_dim(image_shape)
+
+    def fit_bytes(self, image_shape: tuple[int, int, int]) -> int:
+        cfg = self.cfg
+        d = cfg.patch ** 2 * image_shape[2]
+        block = PATCH_BLOCK * image_shape[0] * image_shape[1] * image_shape[2]    # the images read at a time
+        patches = 16 * cfg.patches * d + 32 * cfg.patches     # patches and whitened, augmented, float64 copies; labels
+        seeds = 4 * min(cfg.patches, INIT_POINTS_PER_CLUSTER * cfg.words) * d + 24 * cfg.words * d
+        distances = 8 * cores() * min(BLOCK_ROWS, cfg.patches) * cfg.words
+        return block + patches + seeds + distances + 40 * d * d
+
+    def state_spec(self, image_shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        d = self.cfg.patch ** 2 * image_shape[2]
+        spec = {"codebook": ((self.cfg.words, d), np.dtype(np.float32))}
+        if self.cfg.whiten:
+            spec |= {"zca": ((d, d), np.dtype(np.float32)), "zca_mean": ((d,), np.dtype(np.float32))}
+        return spec
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = {"codebook": self.codebook}

@@ -17,6 +17,7 @@ from mlpcli.features.base import Extractor
 from mlpcli.schema import option
 
 PIXELS_PER_SLICE = 1 << 16  # images are processed in slices of about this many pixels, to bound memory
+SLICE_BYTES_PER_PIXEL = 112  # what transform allocates per pixel of a slice, the counts aside (measured: 91)
 MAX_JOINT_BINS = 32  # per channel: 32³ = 32768 features per cell already
 
 
@@ -25,7 +26,8 @@ class ColorHistConfig:
     space: str = option("hue", "hue: histogram of HSV hue (CS231n's color_histogram_hsv); "
                         "rgb, hsv: joint histogram of the three channels", choices=["hue", "rgb", "hsv"])
     bins: int = option(10, "bins per channel: hue gives `bins` features per cell, rgb and hsv bins³", min=1, max=256)
-    grid: int = option(1, "one histogram per cell of a grid x grid split of each image (1: the whole image)", min=1)
+    grid: int = option(1, "one histogram per cell of a grid x grid split of each image (1: the whole image)", min=1,
+                       max=1024)
 
 
 class ColorHist(Extractor):
@@ -43,10 +45,23 @@ class ColorHist(Extractor):
                               f"for space {cfg.space}; use at most {MAX_JOINT_BINS}")
         super().__init__(cfg)
 
+    def output_dim(self, image_shape: tuple[int, int, int]) -> int:
+        _check_shape(image_shape, self.cfg.grid)
+        return self.cfg.grid ** 2 * self._per_cell()
+
+    def transform_bytes(self, image_shape: tuple[int, int, int], images: int) -> int:
+        height, width = image_shape[:2]
+        step = max(1, PIXELS_PER_SLICE // (height * width))
+        counts = 16 * step * self.output_dim(image_shape)                  # int64 counts, float64 fractions
+        return SLICE_BYTES_PER_PIXEL * step * height * width + counts + 4 * images * self.output_dim(image_shape)
+
+    def _per_cell(self) -> int:
+        return self.cfg.bins if self.cfg.space == "hue" else self.cfg.bins ** 3
+
     def transform(self, images: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         n, height, width = _check_images(images, cfg.grid)
-        per_cell = cfg.bins if cfg.space == "hue" else cfg.bins ** 3
+        per_cell = self._per_cell()
         cell_of_pixel, cell_sizes = _grid(height, width, cfg.grid)
         out = np.empty((n, cfg.grid ** 2 * per_cell), np.float32)
         step = max(1, PIXELS_PER_SLICE // (height * width))
@@ -65,15 +80,22 @@ class ColorHist(Extractor):
 
 def _check_images(images: np.ndarray, grid: int) -> tuple[int, int, int]:
     if images.ndim == 4 and images.shape[3] == 1:
-        raise DataError("color_hist: the images are grayscale (1 channel) and have no color to count; "
-                        "remove color_hist from features for this dataset")
+        _check_shape(images.shape[1:], grid)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
         raise DataError(f"color_hist: expected RGB images of shape (N, H, W, 3) and dtype uint8, "
                         f"got shape {images.shape} and dtype {images.dtype}")
-    if grid > min(images.shape[1:3]):
-        raise DataError(f"color_hist: grid={grid} is finer than the {images.shape[1]}x{images.shape[2]} images; "
-                        f"use a grid of at most {min(images.shape[1:3])}")
+    _check_shape(images.shape[1:], grid)
     return images.shape[:3]
+
+
+def _check_shape(image_shape: tuple[int, int, int], grid: int) -> None:
+    """DataError unless images of shape (H, W, C) have color and at least `grid` pixels on a side."""
+    if image_shape[2] == 1:
+        raise DataError("color_hist: the images are grayscale (1 channel) and have no color to count; "
+                        "remove color_hist from features for this dataset")
+    if grid > min(image_shape[:2]):
+        raise DataError(f"color_hist: grid={grid} is finer than the {image_shape[0]}x{image_shape[1]} images; "
+                        f"use a grid of at most {min(image_shape[:2])}")
 
 
 def _channel_bins(images: np.ndarray, space: str, bins: int) -> list[np.ndarray]:

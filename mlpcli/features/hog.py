@@ -17,18 +17,22 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mlpcli.errors import DataError
 from mlpcli.features.base import Extractor
+from mlpcli.limits import MAX_SIDE
 from mlpcli.schema import option
 
 BLOCK_NORMS = ["L1", "L1-sqrt", "L2", "L2-Hys"]
 EPS = 1e-5  # skimage's guard in every block normalization
 PIXELS_PER_SLICE = 1 << 16  # images are processed in slices of about this many pixels, to stay in cache
+SLICE_BYTES_PER_PIXEL = 100  # what transform allocates per pixel of a slice, plus 20 per channel (measured: at
+SLICE_BYTES_PER_CHANNEL = 20  # most 148 per RGB pixel, 112 per gray pixel)
 
 
 @dataclass
 class HogConfig:
     orientations: int = option(9, "orientation bins over 0-180 degrees (unsigned gradients)", min=1, max=180)
-    pixels_per_cell: int = option(8, "side of a square cell, in pixels", min=1)
-    cells_per_block: int = option(2, "side of a square normalization block, in cells (Dalal-Triggs: 2)", min=1)
+    pixels_per_cell: int = option(8, "side of a square cell, in pixels", min=1, max=MAX_SIDE)
+    cells_per_block: int = option(2, "side of a square normalization block, in cells (Dalal-Triggs: 2)", min=1,
+                                  max=64)
     block_norm: str = option("L2-Hys", "normalization of each block's concatenated histograms", choices=BLOCK_NORMS)
     transform_sqrt: bool = option(False, "take the square root of intensities first (power-law compression)")
     color: str = option("max_gradient", "color images: per pixel the channel with the strongest gradient, "
@@ -51,18 +55,30 @@ class Hog(Extractor):
         cfg = self.cfg
         n, height, width = _check_images(images)
         cells = (height // cfg.pixels_per_cell, width // cfg.pixels_per_cell)
-        blocks = (cells[0] - cfg.cells_per_block + 1, cells[1] - cfg.cells_per_block + 1)
-        if min(blocks) < 1:
-            side = cfg.pixels_per_cell * cfg.cells_per_block
-            raise DataError(f"hog: {height}x{width} images are too small for pixels_per_cell={cfg.pixels_per_cell} "
-                            f"and cells_per_block={cfg.cells_per_block} (one block needs {side}x{side} pixels); "
-                            "lower those options or enlarge the images with data.size")
-        out = np.empty((n, blocks[0] * blocks[1] * cfg.cells_per_block ** 2 * cfg.orientations), np.float32)
+        out = np.empty((n, self.output_dim(images.shape[1:])), np.float32)
         step = max(1, PIXELS_PER_SLICE // (height * width))
         for start in range(0, n, step):
             histograms = self._cell_histograms(images[start:start + step], cells)
             out[start:start + step] = _normalize_blocks(histograms, cfg.cells_per_block, cfg.block_norm)
         return out
+
+    def output_dim(self, image_shape: tuple[int, int, int]) -> int:
+        cfg = self.cfg
+        height, width, _ = image_shape
+        blocks = [side // cfg.pixels_per_cell - cfg.cells_per_block + 1 for side in (height, width)]
+        if min(blocks) < 1:
+            side = cfg.pixels_per_cell * cfg.cells_per_block
+            raise DataError(f"hog: {height}x{width} images are too small for pixels_per_cell={cfg.pixels_per_cell} "
+                            f"and cells_per_block={cfg.cells_per_block} (one block needs {side}x{side} pixels); "
+                            "lower those options or enlarge the images with data.size")
+        return blocks[0] * blocks[1] * cfg.cells_per_block ** 2 * cfg.orientations
+
+    def transform_bytes(self, image_shape: tuple[int, int, int], images: int) -> int:
+        height, width, channels = image_shape
+        slice_images = max(1, PIXELS_PER_SLICE // (height * width))
+        scratch = (SLICE_BYTES_PER_PIXEL + SLICE_BYTES_PER_CHANNEL * channels) * slice_images * height * width
+        blocks = 32 * slice_images * self.output_dim(image_shape)     # block normalization: 4 float64 copies
+        return scratch + blocks + 4 * images * self.output_dim(image_shape)
 
     def _cell_histograms(self, images: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
         """Mean gradient magnitude per cell and orientation bin: (B, H, W, C) uint8 -> (B, rows, cols, bins)."""

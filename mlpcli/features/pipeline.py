@@ -102,10 +102,17 @@ class FeaturePipeline:
             stores.close()
 
     def dims(self, image_shape: tuple[int, ...]) -> list[int]:
-        """The output width of each extractor for images of `image_shape` (H, W, C)."""
-        probe = np.zeros((1, *image_shape), np.uint8)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return [extractor.transform(probe).shape[1] for extractor in self.extractors]
+        """The output width of each extractor for images of `image_shape` (H, W, C); DataError if one cannot
+        take such images."""
+        return [extractor.output_dim(image_shape) for extractor in self.extractors]
+
+    def state_spec(self, image_shape: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Name → (shape, dtype) of every array `state()` holds once fit on images of shape (H, W, C)."""
+        spec = {f"extractor{i}.{key}": value
+                for i, extractor in enumerate(self.extractors) for key, value in extractor.state_spec(image_shape).items()}
+        if self.cfg.normalize == "standard":
+            spec["normalize.mean"] = spec["normalize.std"] = ((sum(self.dims(image_shape)),), self.dtype)
+        return spec
 
     def state(self) -> dict[str, np.ndarray]:
         """Fitted state as named arrays: 'extractor{i}.{key}', 'normalize.mean', 'normalize.std'."""

@@ -1,0 +1,59 @@
+"""Row blocks on one thread per core: every row once, results in block order, BLAS single-threaded inside."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_info
+
+from mlpcli.parallel import blas_threads, cores, map_row_blocks
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_rows=st.integers(0, 500), block_rows=st.integers(1, 120))
+def test_every_row_is_worked_once_and_results_keep_block_order(n_rows, block_rows):
+    seen = []
+    results = map_row_blocks(lambda rows: seen.append(rows) or (rows.start, rows.stop), n_rows, block_rows)
+    assert results == [(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
+    assert sorted(i for rows in seen for i in range(rows.start, rows.stop)) == list(range(n_rows))
+
+
+def blas_limits() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_workers_run_on_several_threads_with_single_threaded_blas():
+    threads, limits = set(), set()
+    barrier = threading.Barrier(min(cores(), 4), timeout=10)
+
+    def work(rows):
+        threads.add(threading.get_ident())
+        limits.update(blas_limits())
+        barrier.wait()                               # all workers at once: they are threads, not a queue
+        return rows
+
+    map_row_blocks(work, 4 * min(cores(), 4), 4)
+    assert len(threads) == min(cores(), 4)
+    assert limits <= {1}
+
+
+def test_an_error_in_a_block_reaches_the_caller():
+    def work(rows):
+        if rows.start == 20:
+            raise ValueError("block 20")
+        return rows
+
+    with pytest.raises(ValueError, match="block 20"):
+        map_row_blocks(work, 100, 10)
+
+
+def test_blas_threads_limits_and_none_leaves_blas_alone():
+    before = blas_limits()
+    with blas_threads(1):
+        assert blas_limits() <= {1}
+    with blas_threads(None):
+        assert blas_limits() == before
+    assert blas_limits() == before and cores() >= 1
