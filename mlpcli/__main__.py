@@ -17,20 +17,14 @@ def main() -> None:
 
     from mlpcli.cli import cli
 
+    global _command_running
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
-        code = cli.main(prog_name="mlp", standalone_mode=False)
-    except click.ClickException as err:
-        err.show()
-        code = err.exit_code
-    except (click.Abort, KeyboardInterrupt):          # a Ctrl-C before the command began its work
-        click.echo("Aborted.", err=True)
+        code = _run(cli, click)
+        _command_running = False      # done: a late Ctrl-C must not turn exit codes into -2 or tracebacks
+    except KeyboardInterrupt:         # a Ctrl-C between the command's end and the line above
+        _command_running = False
         code = 130
-    except BrokenPipeError:                           # the reader went away (`mlp runs | head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)    # done: a late Ctrl-C must not turn exit codes into -2
     if code == 130:     # interrupted, and cleaned up: leave before the interpreter's shutdown meets a pending Ctrl-C
         sys.stdout.flush()
         sys.stderr.flush()
@@ -38,14 +32,33 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _run(cli, click) -> int:
+    """Run the click app; its exit code (130 after a Ctrl-C before the command began its work)."""
+    try:
+        return cli.main(prog_name="mlp", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except (click.Abort, KeyboardInterrupt):          # a Ctrl-C before the command began its work
+        click.echo("Aborted.", err=True)
+        return 130
+    except BrokenPipeError:                           # the reader went away (`mlp runs | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 def _abort_start_up(signum, frame) -> None:
     os.write(2, b"Aborted.\n")
     os._exit(130)
 
 
+_command_running = True
+
+
 def _interrupt_once(signum, frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    if _command_running:
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
