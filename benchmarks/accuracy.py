@@ -23,7 +23,7 @@ from pathlib import Path
 from mlpcli.config import load_config
 from mlpcli.data import load_splits
 from mlpcli.errors import MlpError
-from mlpcli.features.pipeline import FeaturePipeline
+from mlpcli.experiment import extract_features
 from mlpcli.rundir import RunDir
 from mlpcli.seeding import generators
 from mlpcli.train import train
@@ -39,12 +39,7 @@ def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
     rngs = generators(cfg.seed)
     splits = load_splits(cfg, rngs["data"])
     loaded = time.perf_counter()
-    # the same extraction `train` does, timed here; it fills the feature cache that `train` then reads
-    pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, Path(cfg.cache_dir), progress=False)
-    pipeline.fit_transform(splits["train"].images, rngs["features"], mirror=cfg.data.flip)
-    for name, split in splits.items():
-        if name != "train":
-            pipeline.transform(split.images, mirror=cfg.data.flip_eval)
+    extract_features(cfg)    # the extraction `train` does, timed here; it fills the feature cache `train` reads
     featured = time.perf_counter()
     del splits
     run = RunDir.create(cfg)

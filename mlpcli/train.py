@@ -21,10 +21,11 @@ from tqdm import tqdm
 from mlpcli import checkpoint
 from mlpcli.config import Config
 from mlpcli.data import load_splits
+from mlpcli.data.augment import augmented_copies, evaluation_views, training_views
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
-from mlpcli.features.store import MappedRows, Store, StoreRoot
+from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, learning_rate
@@ -70,24 +71,24 @@ class TrainResult:
 class SplitRows:
     """A split's stored features, ready to train on or to score."""
 
-    rows: np.ndarray | MappedRows       # (R, D): R = N images, or 2N with their mirror images' rows after
+    rows: np.ndarray | MappedRows       # (V·N, D): a block of N rows per view of the images (the images, then
+                                        # their mirror images and augmented copies: mlpcli.data.augment)
     labels: np.ndarray                  # (N,) labels of the images
     unreadable: np.ndarray | None       # (N,) bool, images that could not be read (data.on_error: skip)
 
     @property
-    def mirrored(self) -> bool:
-        return len(self.rows) == 2 * len(self.labels)
+    def views(self) -> int:
+        return len(self.rows) // len(self.labels) if len(self.labels) else 1
 
     def training_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """(labels (R,) of every row, the rows that may be trained on (None: all))."""
-        repeat = 2 if self.mirrored else 1
-        labels = np.tile(self.labels, repeat)
-        usable = None if self.unreadable is None else np.flatnonzero(~np.tile(self.unreadable, repeat))
+        """(labels (V·N,) of every row, the rows that may be trained on (None: all))."""
+        labels = np.tile(self.labels, self.views)
+        usable = None if self.unreadable is None else np.flatnonzero(~np.tile(self.unreadable, self.views))
         return labels, usable
 
     def scores(self, model: MLP) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (n, C), labels (n,)) of the readable images, mirror-averaged for mirrored rows."""
-        scores = batched_scores(model, self.rows, mirrored=self.mirrored)
+        """(scores (n, C), labels (n,)) of the readable images, each the mean over the image's views."""
+        scores = batched_scores(model, self.rows, views=self.views)
         if self.unreadable is None:
             return scores, self.labels
         return scores[~self.unreadable], self.labels[~self.unreadable]
@@ -107,6 +108,7 @@ class Prepared:
     samples: np.ndarray                 # a few validation images (n, H, W, C) uint8
     stores: StoreRoot
     pool: ProcessPool
+    redrawn: StoreRoot | None = None    # data.augment.redraw: a temporary folder with the current epoch's copies
 
     @property
     def input_dim(self) -> int:
@@ -115,10 +117,26 @@ class Prepared:
     def featurize(self, split: str) -> SplitRows:
         """The stored features of `split` (extracted now unless cached), with the fitted state."""
         if split not in self.features:
-            mirror = self.cfg.data.flip_eval
-            self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, mirror),
+            views = evaluation_views(self.cfg)
+            self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, views),
                                          self.splits[split], self.cfg)
         return self.features[split]
+
+    def epoch_rows(self, epoch: int) -> np.ndarray | MappedRows | StackedRows:
+        """The rows trained on in `epoch` (0-based), in the order of features["train"].rows: those rows, whose
+        augmented copies are epoch 0's; with data.augment.redraw, the copies drawn for `epoch` in their place
+        (extracted now into a temporary store that replaces the previous epoch's)."""
+        train = self.features["train"]
+        if not self.cfg.data.augment.redraw or epoch == 0:
+            return train.rows
+        split = self.splits["train"]
+        copies = augmented_copies(self.cfg, split.image_shape, epoch)
+        if self.redrawn is not None:
+            self.redrawn.close()
+        self.redrawn = StoreRoot(None)
+        store = self.pipeline.store(split, self.redrawn, self.pool, copies)
+        drawn = store.info["rows"]
+        return StackedRows([(train.rows, len(train.rows) - drawn), (store.rows(_in_memory(store, self.cfg)), drawn)])
 
 
 @contextmanager
@@ -131,14 +149,16 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     splits = load_splits(cfg, rngs["data"])
     stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
     pool = ProcessPool()
+    prep = None
     try:
         pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
         train = splits["train"]
+        views = training_views(cfg, train.image_shape)
         if feature_state is None:
-            store = pipeline.fit(train, rngs["features"], stores, pool, mirror=cfg.data.flip)
+            store = pipeline.fit(train, rngs["features"], stores, pool, views)
         else:
             pipeline.load_state(feature_state)
-            store = pipeline.store(train, stores, pool, mirror=cfg.data.flip)
+            store = pipeline.store(train, stores, pool, views)
         features = {"train": _rows(store, train, cfg)}
         model = MLP.from_config(features["train"].rows.shape[1], len(train.classes), cfg.model, cfg.loss, cfg.reg,
                                 rngs["init"], rngs["dropout"])
@@ -149,6 +169,8 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     finally:
         pool.close()
         stores.close()
+        if prep is not None and prep.redrawn is not None:
+            prep.redrawn.close()
 
 
 def _rows(store: Store, data: Dataset, cfg: Config) -> SplitRows:
@@ -209,7 +231,6 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     steps = -(-n // batch)
     xb, yb = np.empty((batch, X.shape[1]), dtype=X.dtype), np.empty(batch, dtype=y.dtype)
-    take = X.take if isinstance(X, MappedRows) else lambda index, out: np.take(X, index, axis=0, out=out)
     interrupt = _InterruptFlag()
     bar = tqdm(total=epochs * steps, initial=state.epoch * steps + state.step, unit="step",
                disable=None if progress else True, dynamic_ncols=True, leave=False)
@@ -217,6 +238,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
     with interrupt, bar, blas_threads(cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
         while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
+            take = _gather(prep.epoch_rows(state.epoch))
             shuffle_rng.bit_generator.state = state.rng_state
             order = shuffle_rng.permutation(n)
             if usable is not None:
@@ -262,6 +284,13 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
             log(f"epoch {state.epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2%}  "
                 f"val {row['val_acc']:.2%}  lr {lr:.3g}  {row['seconds']:.1f}s")
     return state
+
+
+def _gather(X: np.ndarray | MappedRows | StackedRows) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """take(index (n,), out (n, D)): rows `index` of X into `out`, for rows in memory, on disk or stacked."""
+    if isinstance(X, np.ndarray):
+        return lambda index, out: np.take(X, index, axis=0, out=out)
+    return X.take
 
 
 def _check_same_data(ckpt: checkpoint.Checkpoint, prep: Prepared) -> None:

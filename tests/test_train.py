@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from threadpoolctl import threadpool_info
 
 from mlpcli import checkpoint, experiment
 from mlpcli.config import load_config
+from mlpcli.data.augment import augmented_copies
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.nn.model import MLP
 from mlpcli.npzfile import load_npz, save_npz
@@ -258,3 +260,99 @@ def test_the_feature_stores_of_a_run_serve_the_next_one(tiny_config, tmp_path, m
     again = run_once(tiny_config, tmp_path / "again", [*cache, "optim.lr=0.02"])      # another model, same features
     assert sorted(p.name for p in (tmp_path / "cache" / "features").iterdir()) == stores
     assert sha256(first.last) != sha256(again.last)
+
+
+AUGMENTED = ["data.augment={copies: 2, pad: 3}"]
+REDRAWN = ["data.augment={copies: 1, pad: 3, redraw: true}"]
+
+
+def test_augmented_copies_are_trained_on_after_the_images_and_their_mirror_images(tiny_config):
+    raw = ["features.normalize=none", "data.flip=true"]
+    with prepared(load_config(tiny_config, raw)) as (plain, _), \
+            prepared(load_config(tiny_config, [*raw, *AUGMENTED])) as (augmented, _):
+        train = augmented.features["train"]
+        n = len(train.labels)
+        assert train.views == 4 and train.rows.shape == (4 * n, plain.input_dim)
+        np.testing.assert_array_equal(train.rows[:2 * n], plain.features["train"].rows)
+        np.testing.assert_array_equal(train.training_rows()[0], np.tile(train.labels, 4))
+        assert not np.array_equal(train.rows[2 * n:3 * n], train.rows[3 * n:])
+        assert len(augmented.features["val"].rows) == len(plain.features["val"].rows)
+        assert augmented.epoch_rows(3) is train.rows        # fixed copies: the same every epoch
+
+
+def test_redrawn_copies_are_new_in_every_epoch_and_the_same_when_drawn_again(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # to see the temporary stores go
+    cfg = load_config(tiny_config, ["features.normalize=none", *REDRAWN])
+    with prepared(cfg) as (prep, _):
+        n = len(prep.features["train"].labels)
+        everything = np.arange(2 * n)
+
+        def rows(epoch):
+            X = prep.epoch_rows(epoch)
+            return X.take(everything, np.empty((2 * n, prep.input_dim), np.float32)) if epoch else X
+
+        first, second, again = rows(0), rows(1), rows(1)
+        np.testing.assert_array_equal(second[:n], first[:n])          # the images' own rows stay
+        assert not np.array_equal(second[n:], first[n:])              # their copies are drawn anew
+        np.testing.assert_array_equal(again, second)
+        split = prep.splits["train"]
+        expected = prep.pipeline.transform(augmented_copies(cfg, split.image_shape, 1)[0](split.images, np.arange(n)))
+        np.testing.assert_array_equal(second[n:], expected)
+        assert len(list(tmp_path.glob("mlp-features-*"))) == 2      # the run's stores, and one epoch's copies
+    assert list(tmp_path.glob("mlp-features-*")) == []
+
+
+@pytest.mark.parametrize("overrides", [AUGMENTED, REDRAWN])
+@pytest.mark.parametrize("stop", ["crash after epoch 2", "Ctrl-C in epoch 3"])
+def test_augmented_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, overrides, stop):
+    reference = run_once(tiny_config, tmp_path / "reference", overrides)
+    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", overrides).last)
+    with prepared(load_config(tiny_config, overrides)) as (prep, _):
+        steps_per_epoch = -(-len(prep.features["train"].training_rows()[0]) // 16)
+    real_save, real_step, saves, steps = checkpoint.save, MLP.loss_and_grads, [], []
+
+    def save_then_crash(path, ckpt):
+        real_save(path, ckpt)
+        saves.append(path)
+        if ckpt.progress["epoch"] == 2 and path.name == "last.npz":
+            raise Crash
+
+    def step_then_ctrl_c(self, X, y):
+        steps.append(len(y))
+        if len(steps) == 2 * steps_per_epoch + 2:          # the second step of epoch 3
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, X, y)
+
+    if stop.startswith("crash"):
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    else:
+        monkeypatch.setattr(MLP, "loss_and_grads", step_then_ctrl_c)
+    with pytest.raises((Crash, Interrupted)):
+        experiment.run(load_config(tiny_config, overrides), tmp_path / "stopped")
+    monkeypatch.undo()
+    run = RunDir(tmp_path / "stopped")
+    progress = checkpoint.load(run.last).progress
+    assert (progress["epoch"], progress["step"]) == ((2, 0) if stop.startswith("crash") else (2, 2))
+    experiment.resume(run.path)
+    assert sha256(run.last) == sha256(reference.last)
+    assert sha256(run.best) == sha256(reference.best)
+    assert metrics_without_time(run) == metrics_without_time(reference)
+
+
+def test_fixed_copies_are_served_from_the_feature_cache_and_redrawn_ones_never_kept(tiny_config, tmp_path, monkeypatch):
+    from mlpcli.features import pixels
+
+    cache = ["cache_dir=" + str(tmp_path / "cache")]
+    first = run_once(tiny_config, tmp_path / "first", [*cache, *AUGMENTED])
+    run_once(tiny_config, tmp_path / "other", [*cache, "data.augment={copies: 2, pad: 2}"])     # other copies
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 4     # train and val (other statistics) twice
+
+    def fail(self, images):
+        raise AssertionError("extracted again instead of reading the store")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pixels.Pixels, "transform", fail)
+        again = run_once(tiny_config, tmp_path / "again", [*cache, *AUGMENTED])
+    assert sha256(first.last) == sha256(again.last)
+    run_once(tiny_config, tmp_path / "redrawn", [*cache, *REDRAWN])
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 6     # train (epoch 0's copies) and val
