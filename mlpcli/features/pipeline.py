@@ -3,10 +3,10 @@ written into an on-disk store (mlpcli.features.store), standardized with statist
 
 Extraction streams: a worker process reads a chunk of images (decoding files or generating shapes), extracts
 the features of each of their views (the images, and for data.flip / flip_eval / augment their mirror images
-and augmented copies, mlpcli.data.augment) and writes them into the store by row range, so at no point are all
-images or all feature rows of a split in memory. The standardization statistics are
-computed from the stored rows in fixed blocks, and the rows standardized in place, so the stored bytes do not
-depend on how the work was split between processes or machines.
+and augmented copies: mlpcli.data.augment) and writes them into the store by row range, a block of rows per
+view, so at no point are all images or all feature rows of a split in memory. The standardization statistics
+are computed from the stored rows in fixed blocks, and the rows standardized in place, so the stored bytes do
+not depend on how the work was split between processes or machines.
 
 Everything it learns (extractor state such as a codebook, and the normalization statistics) is named arrays,
 so a checkpoint can carry it and `mlp eval` reproduces the features without the training data.
