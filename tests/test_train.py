@@ -160,39 +160,49 @@ def test_early_stopping_with_patience(tiny_config, tmp_path):
 REGULARIZED = ["model.hidden=[16, 12]", "model.norm=batch", "model.dropout=[0.5, 0.2]"]
 
 
-@pytest.mark.parametrize("stop", ["crash after epoch 1", "Ctrl-C in epoch 2"])
-def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, stop):
-    reference = run_once(tiny_config, tmp_path / "reference", REGULARIZED)
-    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", REGULARIZED).last)
-    real_save, real_step, saves, steps = checkpoint.save, MLP.loss_and_grads, [], []
+def resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, overrides, epoch: int, ctrl_c: bool) -> dict:
+    """Run `overrides`, stopped after epoch `epoch` (as by kill -9 after its checkpoints) or by Ctrl-C at the
+    second step of the epoch after, then resumed: assert it repeats and ends with the bytes and metrics of a run
+    never stopped; the progress it resumed from."""
+    reference = run_once(tiny_config, tmp_path / "reference", overrides)
+    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", overrides).last)
+    with prepared(load_config(tiny_config, overrides)) as (prep, _):
+        steps_per_epoch = -(-len(prep.features["train"].training_rows()[0]) // 16)
+    real_save, real_step, steps = checkpoint.save, MLP.loss_and_grads, []
 
     def save_then_crash(path, ckpt):
         real_save(path, ckpt)
-        saves.append(path)
-        if len(saves) == 2:                  # epoch 1's best.npz and last.npz
+        if ckpt.progress["epoch"] == epoch and path.name == "last.npz":
             raise Crash
 
     def step_then_ctrl_c(self, X, y):
         steps.append(len(y))
-        if len(steps) == 7:                  # the second step of epoch 2 (5 steps an epoch)
+        if len(steps) == epoch * steps_per_epoch + 2:
             signal.raise_signal(signal.SIGINT)
         return real_step(self, X, y)
 
-    if stop.startswith("crash"):
-        monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    else:
+    if ctrl_c:
         monkeypatch.setattr(MLP, "loss_and_grads", step_then_ctrl_c)
+    else:
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
     with pytest.raises((Crash, Interrupted)):
-        experiment.run(load_config(tiny_config, REGULARIZED), tmp_path / "stopped")
+        experiment.run(load_config(tiny_config, overrides), tmp_path / "stopped")
     monkeypatch.undo()
     run = RunDir(tmp_path / "stopped")
     progress = checkpoint.load(run.last).progress
-    assert (progress["epoch"], progress["step"]) == ((1, 0) if stop.startswith("crash") else (1, 2))
-    assert progress["dropout_state"]["bit_generator"] == "PCG64"
+    assert (progress["epoch"], progress["step"]) == (epoch, 2 if ctrl_c else 0)
     experiment.resume(run.path)
     assert sha256(run.last) == sha256(reference.last)
     assert sha256(run.best) == sha256(reference.best)
     assert metrics_without_time(run) == metrics_without_time(reference)
+    return progress
+
+
+@pytest.mark.parametrize("stop", ["crash after epoch 1", "Ctrl-C in epoch 2"])
+def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, stop):
+    progress = resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, REGULARIZED, 1,
+                                                stop.startswith("Ctrl-C"))
+    assert progress["dropout_state"]["bit_generator"] == "PCG64"
 
 
 def test_checkpoints_carry_the_running_averages_and_the_classifier_scores_with_them(tiny_config, tmp_path):
@@ -305,38 +315,7 @@ def test_redrawn_copies_are_new_in_every_epoch_and_the_same_when_drawn_again(tin
 @pytest.mark.parametrize("overrides", [AUGMENTED, REDRAWN])
 @pytest.mark.parametrize("stop", ["crash after epoch 2", "Ctrl-C in epoch 3"])
 def test_augmented_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, overrides, stop):
-    reference = run_once(tiny_config, tmp_path / "reference", overrides)
-    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", overrides).last)
-    with prepared(load_config(tiny_config, overrides)) as (prep, _):
-        steps_per_epoch = -(-len(prep.features["train"].training_rows()[0]) // 16)
-    real_save, real_step, saves, steps = checkpoint.save, MLP.loss_and_grads, [], []
-
-    def save_then_crash(path, ckpt):
-        real_save(path, ckpt)
-        saves.append(path)
-        if ckpt.progress["epoch"] == 2 and path.name == "last.npz":
-            raise Crash
-
-    def step_then_ctrl_c(self, X, y):
-        steps.append(len(y))
-        if len(steps) == 2 * steps_per_epoch + 2:          # the second step of epoch 3
-            signal.raise_signal(signal.SIGINT)
-        return real_step(self, X, y)
-
-    if stop.startswith("crash"):
-        monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    else:
-        monkeypatch.setattr(MLP, "loss_and_grads", step_then_ctrl_c)
-    with pytest.raises((Crash, Interrupted)):
-        experiment.run(load_config(tiny_config, overrides), tmp_path / "stopped")
-    monkeypatch.undo()
-    run = RunDir(tmp_path / "stopped")
-    progress = checkpoint.load(run.last).progress
-    assert (progress["epoch"], progress["step"]) == ((2, 0) if stop.startswith("crash") else (2, 2))
-    experiment.resume(run.path)
-    assert sha256(run.last) == sha256(reference.last)
-    assert sha256(run.best) == sha256(reference.best)
-    assert metrics_without_time(run) == metrics_without_time(reference)
+    resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, overrides, 2, stop.startswith("Ctrl-C"))
 
 
 def test_fixed_copies_are_served_from_the_feature_cache_and_redrawn_ones_never_kept(tiny_config, tmp_path, monkeypatch):
