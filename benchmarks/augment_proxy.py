@@ -1,7 +1,7 @@
 """Which augmentation pays on which features, and soft-threshold against triangle codes: short CIFAR-10 proxies.
 
     python benchmarks/augment_proxy.py [--data PATH] [--only augment|encoding] [--features pixels,hog_color,bow]
-                                       [--limit 10000] [--seeds 0,1] [--set KEY=VALUE ...]
+                                       [--variant NAME ...] [--limit 10000] [--seeds 0,1] [--set KEY=VALUE ...]
 
 Each row trains a shipped config made into a short proxy — `--limit` training images (default 10,000, a fifth
 of them held out for validation), a smaller network and fewer epochs for pixels and bag of words — with one
@@ -11,7 +11,9 @@ extracted (a cost that does not depend on the machine's load) and the wall time 
 
   augment    per feature set: no augmentation; the mirror images (data.flip); mirror images and 2 fixed
              augmented copies (data.augment.copies: shifts of up to 4 pixels, random flips), with reflected
-             and with black borders; mirror images and 2 copies redrawn every epoch (data.augment.redraw)
+             and with black borders; mirror images and 2 copies redrawn every epoch (data.augment.redraw);
+             `--variant NAME` (repeatable) picks some of these, or the further ones in MORE (4 fixed copies,
+             pad 2)
   encoding   bag of words: triangle codes (as shipped) against soft-threshold codes (bow.encoding) at
              several thresholds alpha, without augmentation
 
@@ -54,6 +56,10 @@ AUGMENT = {
     "mirror + 2 fixed copies, black borders": ["data.flip=true", "data.augment={copies: 2, pad: 4, fill: zero}"],
     "mirror + 2 copies redrawn every epoch": ["data.flip=true", "data.augment={copies: 2, pad: 4, redraw: true}"],
 }
+MORE = {   # run only when named by --variant
+    "mirror + 4 fixed copies": ["data.flip=true", "data.augment={copies: 4, pad: 4}"],
+    "mirror + 2 fixed copies, pad 2": ["data.flip=true", "data.augment={copies: 2, pad: 2}"],
+}
 ENCODINGS = {   # bow options
     "triangle": {"encoding": "triangle"},
     "soft-threshold, alpha 0.1": {"encoding": "soft-threshold", "alpha": 0.1},
@@ -71,16 +77,19 @@ def bow_options(config: str, options: dict) -> str:
     return "features.extractors=" + yaml.safe_dump(extractors, default_flow_style=True, width=10_000).strip()
 
 
-def experiments(only: str | None, features: list[str]) -> list[tuple[str, str, str, list[str]]]:
-    """(feature set, variant, config, overrides) of every row asked for."""
+def experiments(only: str | None, features: list[str], variants: list[str] | None) -> list[tuple[str, str, str, list]]:
+    """(feature set, variant, config, overrides) of every row asked for (`variants`: these alone)."""
+    every = {**AUGMENT, **MORE}
+    augment = AUGMENT if variants is None else {name: every[name] for name in variants if name in every}
+    encodings = ENCODINGS if variants is None else {name: ENCODINGS[name] for name in variants if name in ENCODINGS}
     rows = []
     if only in (None, "augment"):
         rows += [(name, variant, PROXIES[name][0], [*PROXIES[name][1], *overrides])
-                 for name in features for variant, overrides in AUGMENT.items()]
+                 for name in features for variant, overrides in augment.items()]
     if only in (None, "encoding") and "bow" in features:
         config, proxy = PROXIES["bow"]
         rows += [("bow", variant, config, [*proxy, "data.flip=false", bow_options(config, options)])
-                 for variant, options in ENCODINGS.items()]
+                 for variant, options in encodings.items()]
     return rows
 
 
@@ -121,6 +130,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 folder or .tgz")
     parser.add_argument("--only", choices=["augment", "encoding"], help="one of the two experiments")
     parser.add_argument("--features", default=",".join(PROXIES), help="feature sets, comma-separated")
+    parser.add_argument("--variant", dest="variants", action="append", metavar="NAME",
+                        help="a variant by name (repeatable; default: all but those in MORE)")
     parser.add_argument("--limit", type=int, default=10_000, help="training images (a fifth for validation)")
     parser.add_argument("--seeds", default="0", help="seeds to average over, comma-separated")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -134,12 +145,15 @@ def main() -> int:
     unknown = sorted(set(features) - set(PROXIES))
     if unknown:
         parser.error(f"unknown feature set(s) {', '.join(unknown)}; choose from {', '.join(PROXIES)}")
+    unknown = sorted(set(args.variants or []) - {*AUGMENT, *MORE, *ENCODINGS})
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {[*AUGMENT, *MORE, *ENCODINGS]}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     common = [f"data.path={folder}", f"data.limit={args.limit}", "data.val_fraction=0.2"]
     lines = ["| features | variant | val accuracy | per seed | best/run epochs | training images featurized | "
              "wall s | command |", "|---|---|---:|---|---|---:|---:|---|"]
     with tempfile.TemporaryDirectory(prefix="mlp-augment-proxy-") as tmp:
-        for name, variant, config, overrides in experiments(args.only, features):
+        for name, variant, config, overrides in experiments(args.only, features, args.variants):
             overrides = [*common, *overrides, *args.overrides]
             row = measure(config, overrides, seeds, Path(tmp))
             each = " ".join(f"{acc:.2%}" for acc in row["each"])
