@@ -160,8 +160,8 @@ def main() -> int:
             command = " ".join(["mlp train", config, *(f"'{item}'" if " " in item else item for item in overrides)])
             print(f"{name:<9} {variant:<40} val {row['val']:.2%} ({each})  {row['featurized']:>7} images "
                   f"featurized  {row['seconds']:6.0f} s", flush=True)
-            lines.append(f"| {name} | {variant} | {row['val']:.2%} | {each} | {row['epochs']} | {row['featurized']:,} | "
-                         f"{row['seconds']:.0f} | `{command}` |")
+            lines.append(f"| {name} | {variant} | {row['val']:.2%} | {each} | {row['epochs']} | "
+                         f"{row['featurized']:,} | {row['seconds']:.0f} | `{command}` |")
     print()
     print("\n".join(lines))
     return 0

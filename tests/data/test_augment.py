@@ -113,8 +113,8 @@ def test_the_views_of_a_run_follow_its_config():
     ("data.augment={copies: 2, pad: 0, flip: false}", "data.augment: with pad 0 and flip false every copy would "
                                                       "equal its image"),
     ("data.augment.cpies=2", "unknown key 'data.augment.cpies'; did you mean 'copies'?"),
-    ("features.extractors=[{bow: {encoding: soft_threshold}}]", "is not one of hard, triangle, soft-threshold; did you mean "
-                                                      "'soft-threshold'?"),
+    ("features.extractors=[{bow: {encoding: soft_threshold}}]",
+     "is not one of hard, triangle, soft-threshold; did you mean 'soft-threshold'?"),
     ("features.extractors=[{bow: {alpha: -1}}]", "alpha: -1.0 is out of range; it must be at least 0.0"),
 ])
 def test_bad_augment_and_encoding_values_name_the_key_and_what_is_allowed(override, message):
