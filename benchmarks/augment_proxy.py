@@ -15,7 +15,8 @@ extracted (a cost that does not depend on the machine's load) and the wall time 
              `--variant NAME` (repeatable) picks some of these, or the further ones in MORE (4 fixed copies,
              pad 2)
   encoding   bag of words: triangle codes (as shipped) against soft-threshold codes (bow.encoding) at
-             several thresholds alpha, without augmentation
+             several thresholds alpha, without augmentation; by name, the further ones in MORE_ENCODINGS
+             (without the square root, with Coates & Ng's whitening eps_zca 0.1)
 
 `--data` is a CIFAR-10 folder (`train/<class>/*.jpg`) or the .tgz of one (default
 ../shared/data/cifar10-train.tgz, extracted to /tmp/cifar10 unless that exists); without it the script prints
@@ -66,6 +67,10 @@ ENCODINGS = {   # bow options
     "soft-threshold, alpha 0.25": {"encoding": "soft-threshold", "alpha": 0.25},
     "soft-threshold, alpha 0.5": {"encoding": "soft-threshold", "alpha": 0.5},
 }
+MORE_ENCODINGS = {   # run only when named by --variant
+    "soft-threshold, alpha 0.25, power 1": {"encoding": "soft-threshold", "alpha": 0.25, "power": 1.0},
+    "soft-threshold, alpha 0.25, eps_zca 0.1": {"encoding": "soft-threshold", "alpha": 0.25, "eps_zca": 0.1},
+}
 
 
 def bow_options(config: str, options: dict) -> str:
@@ -77,11 +82,17 @@ def bow_options(config: str, options: dict) -> str:
     return "features.extractors=" + yaml.safe_dump(extractors, default_flow_style=True, width=10_000).strip()
 
 
+def picked(table: dict, more: dict, names: list[str] | None) -> dict:
+    """`table`, or with `names` the entries of `table` and `more` of those names."""
+    if names is None:
+        return table
+    every = {**table, **more}
+    return {name: every[name] for name in names if name in every}
+
+
 def experiments(only: str | None, features: list[str], variants: list[str] | None) -> list[tuple[str, str, str, list]]:
     """(feature set, variant, config, overrides) of every row asked for (`variants`: these alone)."""
-    every = {**AUGMENT, **MORE}
-    augment = AUGMENT if variants is None else {name: every[name] for name in variants if name in every}
-    encodings = ENCODINGS if variants is None else {name: ENCODINGS[name] for name in variants if name in ENCODINGS}
+    augment, encodings = picked(AUGMENT, MORE, variants), picked(ENCODINGS, MORE_ENCODINGS, variants)
     rows = []
     if only in (None, "augment"):
         rows += [(name, variant, PROXIES[name][0], [*PROXIES[name][1], *overrides])
@@ -145,9 +156,10 @@ def main() -> int:
     unknown = sorted(set(features) - set(PROXIES))
     if unknown:
         parser.error(f"unknown feature set(s) {', '.join(unknown)}; choose from {', '.join(PROXIES)}")
-    unknown = sorted(set(args.variants or []) - {*AUGMENT, *MORE, *ENCODINGS})
+    known = [*AUGMENT, *MORE, *ENCODINGS, *MORE_ENCODINGS]
+    unknown = sorted(set(args.variants or []) - set(known))
     if unknown:
-        parser.error(f"unknown variant(s) {unknown}; choose from {[*AUGMENT, *MORE, *ENCODINGS]}")
+        parser.error(f"unknown variant(s) {unknown}; choose from {known}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     common = [f"data.path={folder}", f"data.limit={args.limit}", "data.val_fraction=0.2"]
     lines = ["| features | variant | val accuracy | per seed | best/run epochs | training images featurized | "
