@@ -73,7 +73,7 @@ def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, views: i
     images), and the scores (N, C) are the mean of each image's views' scores."""
     parts = [model.scores(features[i:i + batch]).copy() for i in range(0, len(features), batch)]
     scores = np.concatenate(parts) if parts else np.empty((0, 0))
-    if views > 1:
+    if views > 1 and len(scores):
         scores = scores.reshape(views, len(scores) // views, -1).sum(axis=0) / views
     return scores
 
