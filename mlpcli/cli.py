@@ -601,10 +601,10 @@ def features(args: tuple[str, ...], scheduler, workers, tls_ca, tls_cert, tls_ke
     cfg = _load_config(config, overrides)
 
     def report(name, split, store, seconds, cached) -> None:
-        mirrored = store.info["rows"] == 2 * len(split)
+        views = store.info.get("views", [])
         source = "from the cache" if cached else f"{seconds / max(store.info['rows'], 1) * 1e6:.1f} µs/image"
-        mirrors = " (half of them mirror images)" if mirrored else ""
-        click.echo(f"  {name:<5} {store.info['rows']:>7} images  {seconds:7.2f}s  ({source}){mirrors}")
+        kinds = f" ({', '.join(views)}: {len(split)} each)" if len(views) > 1 else ""
+        click.echo(f"  {name:<5} {store.info['rows']:>7} images  {seconds:7.2f}s  ({source}){kinds}")
 
     click.echo(f"data: {cfg.data.source}")
     if scheduler is None and workers is None:

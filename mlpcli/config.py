@@ -55,6 +55,29 @@ class ShapesConfig:
 
 
 @dataclass
+class AugmentConfig:
+    copies: int = option(0, "augmented copies of every training image, trained on beside the image (and its mirror "
+                         "image, data.flip): each shifted by up to `pad` pixels and mirrored at random (0: none)",
+                         min=0)
+    pad: int = option(4, "largest shift of a copy, in pixels: the image is padded by `pad` on every side and cropped "
+                      "back to its size at a random offset", min=0)
+    fill: str = option("reflect", "what a shift uncovers: the image mirrored at its border (reflect), its border "
+                       "pixels repeated (edge), or black (zero)", choices=["reflect", "edge", "zero"])
+    flip: bool = option(True, "mirror each copy left-right with probability 1/2")
+    redraw: bool = option(False, "draw new copies for every epoch, their features extracted anew at its start "
+                          "(cheap for pixels, costly for bag of words); false: the same copies every epoch, "
+                          "extracted once with the images and cached")
+
+    def __post_init__(self) -> None:
+        if self.copies and self.pad == 0 and not self.flip:
+            raise ConfigError("data.augment: with pad 0 and flip false every copy would equal its image; set "
+                              "data.augment.pad to 1 or more, or data.augment.flip to true")
+        if self.redraw and not self.copies:
+            raise ConfigError("data.augment.redraw: there are no copies to redraw; set data.augment.copies to 1 "
+                              "or more")
+
+
+@dataclass
 class DataConfig:
     source: str = option("shapes", "where images come from", choices=_sources)
     path: str | None = option(None, "the dataset's folder or file, for the sources that read one "
@@ -71,6 +94,7 @@ class DataConfig:
     on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
                            choices=["raise", "skip"])
     shapes: ShapesConfig = option(ShapesConfig(), "options of the generated `shapes` dataset")
+    augment: AugmentConfig = option(AugmentConfig(), "augmented copies of the training images (shifts and flips)")
 
 
 def _parse_extractors(value: Any, path: str) -> list:
@@ -310,8 +334,8 @@ def set_key(raw: dict, key: str, value: Any, item: str | None = None) -> None:
 
 def _dataclass_named(type_name: str) -> type | None:
     """The config section class a field's annotation names (None for plain values)."""
-    return {c.__name__: c for c in (ShapesConfig, DataConfig, FeaturesConfig, ModelConfig, LossConfig, OptimConfig,
-                                    TrainConfig, OutputConfig, SweepConfig)}.get(type_name)
+    return {c.__name__: c for c in (ShapesConfig, AugmentConfig, DataConfig, FeaturesConfig, ModelConfig, LossConfig,
+                                    OptimConfig, TrainConfig, OutputConfig, SweepConfig)}.get(type_name)
 
 
 def dump_config(cfg: Config) -> str:

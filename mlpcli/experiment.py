@@ -20,6 +20,7 @@ from mlpcli import budget, checkpoint
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.data import load_splits
+from mlpcli.data.augment import evaluation_views, training_views
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import MlpError
 from mlpcli.features.pipeline import FeaturePipeline
@@ -105,9 +106,10 @@ def extract_features(cfg: Config, *, progress: bool = False, pool=None,
             for name, split in splits.items():
                 tick, hits = time.perf_counter(), pipeline.cache_hits
                 if name == "train":
-                    store = pipeline.fit(split, rngs["features"], stores, pool or local, mirror=cfg.data.flip)
+                    store = pipeline.fit(split, rngs["features"], stores, pool or local,
+                                         training_views(cfg, split.image_shape))
                 else:
-                    store = pipeline.store(split, stores, pool or local, mirror=cfg.data.flip_eval)
+                    store = pipeline.store(split, stores, pool or local, evaluation_views(cfg))
                 if report:
                     report(name, split, store, time.perf_counter() - tick, pipeline.cache_hits > hits)
     finally:

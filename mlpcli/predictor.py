@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli import checkpoint
+from mlpcli.data.augment import evaluation_views
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import DataError, MlpError
 from mlpcli.features.pipeline import FeaturePipeline
@@ -44,8 +45,8 @@ class Classifier:
         """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape (with data.flip_eval,
         the mean of each image's and its mirror image's)."""
         self._check_shape(images.shape[1:])
-        mirrored = self.config.data.flip_eval
-        return batched_scores(self.model, self.pipeline.transform(images, mirror=mirrored), batch, mirrored)
+        views = evaluation_views(self.config)
+        return batched_scores(self.model, self.pipeline.transform(images, views), batch, len(views))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Predicted labels (N,): indices into `classes`."""
@@ -73,9 +74,10 @@ class Classifier:
         stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
         try:
             with ProcessPool() as pool:
-                store = self.pipeline.store(data, stores, pool, mirror=cfg.data.flip_eval)
+                views = evaluation_views(cfg)
+                store = self.pipeline.store(data, stores, pool, views)
                 rows, unreadable = store.rows(in_memory=False), store.unreadable()
-                scores = batched_scores(self.model, rows, mirrored=cfg.data.flip_eval)
+                scores = batched_scores(self.model, rows, views=len(views))
         finally:
             stores.close()
         readable = np.ones(len(data), bool) if unreadable is None else ~unreadable[:len(data)]
@@ -87,15 +89,14 @@ class Classifier:
                             "set data.size/data.mode to match")
 
 
-def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, mirrored: bool = False) -> np.ndarray:
-    """model.scores over features (N, D) in batches, as one (N, C) array. With `mirrored`, features are
-    (2N, D), those of N images and then of their mirror images (data.flip_eval), and the scores (N, C)
-    are the mean of each image's and its mirror image's."""
+def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, views: int = 1) -> np.ndarray:
+    """model.scores over features (N, D) in batches, as one (N, C) array. With `views` V > 1, features are
+    (V·N, D), a block of N rows per view of the same N images (data.flip_eval: the images, then their mirror
+    images), and the scores (N, C) are the mean of each image's views' scores."""
     parts = [model.scores(features[i:i + batch]).copy() for i in range(0, len(features), batch)]
     scores = np.concatenate(parts) if parts else np.empty((0, 0))
-    if mirrored:
-        n = len(scores) // 2
-        scores = (scores[:n] + scores[n:]) / 2
+    if views > 1 and len(scores):
+        scores = scores.reshape(views, len(scores) // views, -1).sum(axis=0) / views
     return scores
 
 

@@ -22,10 +22,11 @@ from tqdm import tqdm
 from mlpcli import budget, checkpoint
 from mlpcli.config import Config
 from mlpcli.data import load_splits
+from mlpcli.data.augment import augmented_copies, evaluation_views, training_views
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
-from mlpcli.features.store import MappedRows, Store, StoreRoot
+from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, Optimizer, learning_rate
@@ -71,24 +72,24 @@ class TrainResult:
 class SplitRows:
     """A split's stored features, ready to train on or to score."""
 
-    rows: np.ndarray | MappedRows       # (R, D): R = N images, or 2N with their mirror images' rows after
+    rows: np.ndarray | MappedRows       # (V·N, D): a block of N rows per view of the images (the images, then
+                                        # their mirror images and augmented copies: mlpcli.data.augment)
     labels: np.ndarray                  # (N,) labels of the images
     unreadable: np.ndarray | None       # (N,) bool, images that could not be read (data.on_error: skip)
 
     @property
-    def mirrored(self) -> bool:
-        return len(self.rows) == 2 * len(self.labels)
+    def views(self) -> int:
+        return len(self.rows) // len(self.labels) if len(self.labels) else 1
 
     def training_rows(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """(labels (R,) of every row, the rows that may be trained on (None: all))."""
-        repeat = 2 if self.mirrored else 1
-        labels = np.tile(self.labels, repeat)
-        usable = None if self.unreadable is None else np.flatnonzero(~np.tile(self.unreadable, repeat))
+        """(labels (V·N,) of every row, the rows that may be trained on (None: all))."""
+        labels = np.tile(self.labels, self.views)
+        usable = None if self.unreadable is None else np.flatnonzero(~np.tile(self.unreadable, self.views))
         return labels, usable
 
     def scores(self, model: MLP) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (n, C), labels (n,)) of the readable images, mirror-averaged for mirrored rows."""
-        scores = batched_scores(model, self.rows, mirrored=self.mirrored)
+        """(scores (n, C), labels (n,)) of the readable images, each the mean over the image's views."""
+        scores = batched_scores(model, self.rows, views=self.views)
         if self.unreadable is None:
             return scores, self.labels
         return scores[~self.unreadable], self.labels[~self.unreadable]
@@ -108,6 +109,7 @@ class Prepared:
     samples: np.ndarray                 # a few validation images (n, H, W, C) uint8
     stores: StoreRoot
     pool: ProcessPool
+    redrawn: StoreRoot | None = None    # data.augment.redraw: a temporary folder with the current epoch's copies
 
     @property
     def input_dim(self) -> int:
@@ -116,10 +118,26 @@ class Prepared:
     def featurize(self, split: str) -> SplitRows:
         """The stored features of `split` (extracted now unless cached), with the fitted state."""
         if split not in self.features:
-            mirror = self.cfg.data.flip_eval
-            self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, mirror),
+            views = evaluation_views(self.cfg)
+            self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, views),
                                          self.splits[split], self.cfg)
         return self.features[split]
+
+    def epoch_rows(self, epoch: int) -> np.ndarray | MappedRows | StackedRows:
+        """The rows trained on in `epoch` (0-based), in the order of features["train"].rows: those rows, whose
+        augmented copies are epoch 0's; with data.augment.redraw, the copies drawn for `epoch` in their place
+        (extracted now into a temporary store that replaces the previous epoch's)."""
+        train = self.features["train"]
+        if not self.cfg.data.augment.redraw or epoch == 0:
+            return train.rows
+        split = self.splits["train"]
+        copies = augmented_copies(self.cfg, split.image_shape, epoch)
+        if self.redrawn is not None:
+            self.redrawn.close()
+        self.redrawn = StoreRoot(None)
+        store = self.pipeline.store(split, self.redrawn, self.pool, copies)
+        drawn = store.info["rows"]
+        return StackedRows([(train.rows, len(train.rows) - drawn), (store.rows(_in_memory(store, self.cfg)), drawn)])
 
 
 @contextmanager
@@ -134,10 +152,12 @@ def prepared(cfg: Config, feature_state: dict | None = None,
                                    sum(len(ds) for ds in splits.values())), "training")
     stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
     pool = ProcessPool()
+    prep = None
     try:
         pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
         train = splits["train"]
-        store = pipeline.fit(train, rngs["features"], stores, pool, mirror=cfg.data.flip, state=feature_state)
+        store = pipeline.fit(train, rngs["features"], stores, pool, training_views(cfg, train.image_shape),
+                             state=feature_state)
         features = {"train": _rows(store, train, cfg)}
         model = MLP.from_config(features["train"].rows.shape[1], len(train.classes), cfg.model, cfg.loss, cfg.reg,
                                 rngs["init"], rngs["dropout"])
@@ -148,6 +168,8 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     finally:
         pool.close()
         stores.close()
+        if prep is not None and prep.redrawn is not None:
+            prep.redrawn.close()
 
 
 def _rows(store: Store, data: Dataset, cfg: Config) -> SplitRows:
@@ -221,6 +243,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
         while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
             advice = f"lower the learning rate (optim.lr={cfg.optim.lr:g}) or the batch size" + _last_good(run)
+            batches.rows = prep.epoch_rows(state.epoch)
             trained = train_epoch(model, optimizer, batches, shuffle_rng, state, epochs, advice, after_step)
             row = _end_epoch(state, prep, trained)
             row["seconds"] = round(time.perf_counter() - tick, 4)
@@ -243,16 +266,18 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
 
 
 class Minibatches:
-    """Shuffled minibatches of feature rows X (R, D), in memory or memory-mapped, with labels y (R,), of the
-    rows `usable` (None: all), gathered into two reused buffers (batch, D) and (batch,)."""
+    """Shuffled minibatches of feature rows X (R, D), in memory, memory-mapped or stacked, with labels y (R,),
+    of the rows `usable` (None: all), gathered into two reused buffers (batch, D) and (batch,). `rows` may be
+    replaced between epochs by other rows of the same shape (data.augment.redraw)."""
 
-    def __init__(self, X: np.ndarray | MappedRows, y: np.ndarray, usable: np.ndarray | None, batch_size: int) -> None:
+    def __init__(self, X: np.ndarray | MappedRows | StackedRows, y: np.ndarray, usable: np.ndarray | None,
+                 batch_size: int) -> None:
         self.y, self.usable = y, usable
         self.n = len(y) if usable is None else len(usable)        # rows per epoch
         self.size = min(batch_size, self.n)
         self.steps = -(-self.n // self.size)                        # batches per epoch
         self._xb, self._yb = np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype)
-        self._take = X.take if isinstance(X, MappedRows) else lambda index, out: np.take(X, index, axis=0, out=out)
+        self.rows = X
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
         """An epoch's row order (n,): a permutation drawn from `rng`."""
@@ -263,7 +288,10 @@ class Minibatches:
         """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of the buffers)."""
         index = order[step * self.size:(step + 1) * self.size]
         m = len(index)
-        self._take(index, self._xb[:m])
+        if isinstance(self.rows, np.ndarray):
+            np.take(self.rows, index, axis=0, out=self._xb[:m])
+        else:
+            self.rows.take(index, self._xb[:m])
         np.take(self.y, index, out=self._yb[:m])
         return self._xb[:m], self._yb[:m]
 

@@ -335,3 +335,22 @@ def test_cache_info_lists_the_stores_and_clear_removes_them(runner, tiny_config,
     cleared = runner.invoke(cli, ["cache", "clear", "--dir", str(cache)])
     assert cleared.exit_code == 0 and cleared.output.startswith("removed ")
     assert json.loads(runner.invoke(cli, ["cache", "info", "--dir", str(cache), "--json"]).output)["stores"] == []
+
+
+def test_features_names_the_views_of_the_training_images_and_soft_threshold_doubles_the_words(runner, tiny_config):
+    bow = "features.extractors=[{bow: {words: 8, patches: 200, pool: 1, encoding: soft-threshold}}]"
+    result = runner.invoke(cli, ["features", str(tiny_config), "cache_dir=null", "-q", "data.flip=true",
+                                 "data.augment.copies=2", bow])
+    assert result.exit_code == 0, result.output
+    assert "train     264 images" in result.output
+    assert "(images, mirror images, copy 1, copy 2: 66 each)" in result.output
+    assert "val        24 images" in result.output and "each)" not in result.output.split("val")[1]
+    assert "bow 16 = 16 dimensions" in result.output
+
+
+def test_augmentation_that_cannot_work_is_one_line_on_stderr(runner, tiny_config, tmp_path):
+    for override, message in [("data.augment.redraw=true", "there are no copies to redraw"),
+                              ("data.augment={copies: 1, pad: 16}", "a shift of 16 pixels leaves nothing of the")]:
+        result = runner.invoke(cli, ["train", str(tiny_config), "--out", str(tmp_path / "run"), "-q", override])
+        assert result.exit_code == 1 and result.output.startswith("Error: data.augment") and message in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

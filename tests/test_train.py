@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import signal
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from threadpoolctl import threadpool_info
 
 from mlpcli import checkpoint, experiment, parallel
 from mlpcli.config import load_config
+from mlpcli.data.augment import augmented_copies
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.nn.model import MLP
 from mlpcli.npzfile import load_npz, save_npz
@@ -170,39 +172,49 @@ def test_early_stopping_with_patience(tiny_config, tmp_path):
 REGULARIZED = ["model.hidden=[16, 12]", "model.norm=batch", "model.dropout=[0.5, 0.2]"]
 
 
-@pytest.mark.parametrize("stop", ["crash after epoch 1", "Ctrl-C in epoch 2"])
-def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, stop):
-    reference = run_once(tiny_config, tmp_path / "reference", REGULARIZED)
-    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", REGULARIZED).last)
-    real_save, real_step, saves, steps = checkpoint.save, MLP.loss_and_grads, [], []
+def resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, overrides, epoch: int, ctrl_c: bool) -> dict:
+    """Run `overrides`, stopped after epoch `epoch` (as by kill -9 after its checkpoints) or by Ctrl-C at the
+    second step of the epoch after, then resumed: assert it repeats and ends with the bytes and metrics of a run
+    never stopped; the progress it resumed from."""
+    reference = run_once(tiny_config, tmp_path / "reference", overrides)
+    assert sha256(reference.last) == sha256(run_once(tiny_config, tmp_path / "again", overrides).last)
+    with prepared(load_config(tiny_config, overrides)) as (prep, _):
+        steps_per_epoch = -(-len(prep.features["train"].training_rows()[0]) // 16)
+    real_save, real_step, steps = checkpoint.save, MLP.loss_and_grads, []
 
     def save_then_crash(path, ckpt):
         real_save(path, ckpt)
-        saves.append(path)
-        if len(saves) == 2:                  # epoch 1's best.npz and last.npz
+        if ckpt.progress["epoch"] == epoch and path.name == "last.npz":
             raise Crash
 
     def step_then_ctrl_c(self, X, y):
         steps.append(len(y))
-        if len(steps) == 7:                  # the second step of epoch 2 (5 steps an epoch)
+        if len(steps) == epoch * steps_per_epoch + 2:
             signal.raise_signal(signal.SIGINT)
         return real_step(self, X, y)
 
-    if stop.startswith("crash"):
-        monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    else:
+    if ctrl_c:
         monkeypatch.setattr(MLP, "loss_and_grads", step_then_ctrl_c)
+    else:
+        monkeypatch.setattr(checkpoint, "save", save_then_crash)
     with pytest.raises((Crash, Interrupted)):
-        experiment.run(load_config(tiny_config, REGULARIZED), tmp_path / "stopped")
+        experiment.run(load_config(tiny_config, overrides), tmp_path / "stopped")
     monkeypatch.undo()
     run = RunDir(tmp_path / "stopped")
     progress = checkpoint.load(run.last).progress
-    assert (progress["epoch"], progress["step"]) == ((1, 0) if stop.startswith("crash") else (1, 2))
-    assert progress["dropout_state"]["bit_generator"] == "PCG64"
+    assert (progress["epoch"], progress["step"]) == (epoch, 2 if ctrl_c else 0)
     experiment.resume(run.path)
     assert sha256(run.last) == sha256(reference.last)
     assert sha256(run.best) == sha256(reference.best)
     assert metrics_without_time(run) == metrics_without_time(reference)
+    return progress
+
+
+@pytest.mark.parametrize("stop", ["crash after epoch 1", "Ctrl-C in epoch 2"])
+def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, stop):
+    progress = resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, REGULARIZED, 1,
+                                                stop.startswith("Ctrl-C"))
+    assert progress["dropout_state"]["bit_generator"] == "PCG64"
 
 
 def test_checkpoints_carry_the_running_averages_and_the_classifier_scores_with_them(tiny_config, tmp_path):
@@ -270,3 +282,68 @@ def test_the_feature_stores_of_a_run_serve_the_next_one(tiny_config, tmp_path, m
     again = run_once(tiny_config, tmp_path / "again", [*cache, "optim.lr=0.02"])      # another model, same features
     assert sorted(p.name for p in (tmp_path / "cache" / "features").iterdir()) == stores
     assert sha256(first.last) != sha256(again.last)
+
+
+AUGMENTED = ["data.augment={copies: 2, pad: 3}"]
+REDRAWN = ["data.augment={copies: 1, pad: 3, redraw: true}"]
+
+
+def test_augmented_copies_are_trained_on_after_the_images_and_their_mirror_images(tiny_config):
+    raw = ["features.normalize=none", "data.flip=true"]
+    with prepared(load_config(tiny_config, raw)) as (plain, _), \
+            prepared(load_config(tiny_config, [*raw, *AUGMENTED])) as (augmented, _):
+        train = augmented.features["train"]
+        n = len(train.labels)
+        assert train.views == 4 and train.rows.shape == (4 * n, plain.input_dim)
+        np.testing.assert_array_equal(train.rows[:2 * n], plain.features["train"].rows)
+        np.testing.assert_array_equal(train.training_rows()[0], np.tile(train.labels, 4))
+        assert not np.array_equal(train.rows[2 * n:3 * n], train.rows[3 * n:])
+        assert len(augmented.features["val"].rows) == len(plain.features["val"].rows)
+        assert augmented.epoch_rows(3) is train.rows        # fixed copies: the same every epoch
+
+
+def test_redrawn_copies_are_new_in_every_epoch_and_the_same_when_drawn_again(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # to see the temporary stores go
+    cfg = load_config(tiny_config, ["features.normalize=none", *REDRAWN])
+    with prepared(cfg) as (prep, _):
+        n = len(prep.features["train"].labels)
+        everything = np.arange(2 * n)
+
+        def rows(epoch):
+            X = prep.epoch_rows(epoch)
+            return X.take(everything, np.empty((2 * n, prep.input_dim), np.float32)) if epoch else X
+
+        first, second, again = rows(0), rows(1), rows(1)
+        np.testing.assert_array_equal(second[:n], first[:n])          # the images' own rows stay
+        assert not np.array_equal(second[n:], first[n:])              # their copies are drawn anew
+        np.testing.assert_array_equal(again, second)
+        split = prep.splits["train"]
+        expected = prep.pipeline.transform(augmented_copies(cfg, split.image_shape, 1)[0](split.images, np.arange(n)))
+        np.testing.assert_array_equal(second[n:], expected)
+        assert len(list(tmp_path.glob("mlp-features-*"))) == 2      # the run's stores, and one epoch's copies
+    assert list(tmp_path.glob("mlp-features-*")) == []
+
+
+@pytest.mark.parametrize("overrides", [AUGMENTED, REDRAWN])
+@pytest.mark.parametrize("stop", ["crash after epoch 2", "Ctrl-C in epoch 3"])
+def test_augmented_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch, overrides, stop):
+    resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, overrides, 2, stop.startswith("Ctrl-C"))
+
+
+def test_fixed_copies_are_served_from_the_feature_cache_and_redrawn_ones_never_kept(tiny_config, tmp_path, monkeypatch):
+    from mlpcli.features import pixels
+
+    cache = ["cache_dir=" + str(tmp_path / "cache")]
+    first = run_once(tiny_config, tmp_path / "first", [*cache, *AUGMENTED])
+    run_once(tiny_config, tmp_path / "other", [*cache, "data.augment={copies: 2, pad: 2}"])     # other copies
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 4     # train and val (other statistics) twice
+
+    def fail(self, images):
+        raise AssertionError("extracted again instead of reading the store")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pixels.Pixels, "transform", fail)
+        again = run_once(tiny_config, tmp_path / "again", [*cache, *AUGMENTED])
+    assert sha256(first.last) == sha256(again.last)
+    run_once(tiny_config, tmp_path / "redrawn", [*cache, *REDRAWN])
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 6     # train (epoch 0's copies) and val

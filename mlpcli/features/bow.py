@@ -7,13 +7,17 @@ Unsupervised Feature Learning":
              each (subtract its mean, divide by sqrt(variance + eps_norm), pixels on 0..255); ZCA-whiten
              them (optional); cluster them into `words` centroids with k-means, seeded near the mean.
   transform  take the dense patches of each image every `stride` pixels, normalize and whiten them
-             alike, code each patch from its distances z (Euclidean) to the centroids — "hard": one-hot
-             nearest centroid; "triangle": f_k = max(0, mean(z) − z_k) — and sum the codes over each
-             cell of a `pool`×`pool` grid of patch positions; optionally raise these sums to a `power`
-             (0.5: the square-root "power normalization" of Perronnin et al. 2010).
+             alike, code each patch x from its distances z (Euclidean) to the centroids — "hard": one-hot
+             nearest centroid; "triangle": f_k = max(0, mean(z) − z_k) — or, "soft-threshold" (Coates &
+             Ng 2011, "The Importance of Encoding Versus Training with Sparse Coding and Vector
+             Quantization"), from its projections on the centroids scaled to unit length d_k:
+             f = [max(0, d_k·x − α), max(0, −d_k·x − α)] for every k (both signs, "polarity splitting");
+             then sum the codes over each cell of a `pool`×`pool` grid of patch positions; optionally
+             raise these sums to a `power` (0.5: the square-root "power normalization" of Perronnin et
+             al. 2010).
 
-Patches are vectors in (row, column, channel) order; features are (N, pool² · words), cells in
-row-major order, each holding `words` values.
+Patches are vectors in (row, column, channel) order; features are (N, pool² · K), cells in row-major
+order, each holding K = `words` values (soft-threshold: 2 · `words`, the positive parts, then the negative).
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ class BowConfig:
     patch: int = option(6, "side of the square patches, in pixels", min=1, max=256)
     stride: int = option(1, "step between the dense patches coded in each image, in pixels", min=1, max=MAX_SIDE)
     words: int = option(1600, "codebook size: the number of k-means centroids", min=1, max=100_000)
-    encoding: str = option("triangle", "hard: count the nearest word; triangle: max(0, mean(z) - z_k) "
-                           "of the distances z to the words (Coates & Ng 2011)", choices=["hard", "triangle"])
+    encoding: str = option("triangle", "hard: count the nearest word; triangle: max(0, mean(z) - z_k) of the "
+                           "distances z to the words (Coates, Lee & Ng 2011); soft-threshold: max(0, d_k·x - alpha) "
+                           "and max(0, -d_k·x - alpha) of the projections on the unit-length words d_k (Coates & "
+                           "Ng 2011; twice the features)", choices=["hard", "triangle", "soft-threshold"])
+    alpha: float = option(0.25, "soft-threshold: the threshold α subtracted from the projections (Coates & Ng's "
+                          "0.25 on whitened patches)", min=0.0)
     pool: int = option(2, "sum the codes over each cell of a pool x pool grid over the image (1: whole image)",
                        min=1, max=256)
     whiten: bool = option(True, "ZCA-whiten the normalized patches")
@@ -60,7 +68,7 @@ class BowConfig:
 
 
 class BagOfWords(Extractor):
-    """Pooled patch codes: (N, H, W, C) uint8 -> (N, pool² · words) float32."""
+    """Pooled patch codes: (N, H, W, C) uint8 -> (N, pool² · K) float32, K = words (soft-threshold: 2 · words)."""
 
     Config = BowConfig
     version = 2   # 2: near-mean k-means start
@@ -105,7 +113,7 @@ class BagOfWords(Extractor):
             raise DataError(f"bow: the codebook was learned on {self.codebook.shape[1] // cfg.patch ** 2}-channel "
                             f"images, these have {images.shape[3]}; convert them with data.mode")
         coder = _Coder(self, rows, cols)
-        out = np.empty((len(images), cfg.pool ** 2 * cfg.words), np.float32)
+        out = np.empty((len(images), cfg.pool ** 2 * coder.codes), np.float32)
         # One image per matrix product: its codes then never depend on the batch it came in.
         for i in range(len(images)):
             out[i] = coder.code(images[i:i + 1])
@@ -115,13 +123,13 @@ class BagOfWords(Extractor):
 
     def output_dim(self, image_shape: tuple[int, int, int]) -> int:
         _grid(image_shape, self.cfg)
-        return self.cfg.pool ** 2 * self.cfg.words
+        return self.cfg.pool ** 2 * codes_per_cell(self.cfg)
 
     def transform_bytes(self, image_shape: tuple[int, int, int], images: int) -> int:
         cfg = self.cfg
         rows, cols = _grid(image_shape, cfg)
         d = cfg.patch ** 2 * image_shape[2]
-        per_image = rows * cols * (4 * (3 * d + 2) + 8 * cfg.words + 32)    # patches, whitened, augmented; codes
+        per_image = rows * cols * (4 * (3 * d + 2) + 8 * codes_per_cell(cfg) + 32)    # patches, whitened, augmented; codes
         coder = 4 * (d + 2) * cfg.words + 4 * d * d                          # the augmented codebook, whitening
         return per_image + coder + 4 * images * self.output_dim(image_shape)
 
@@ -175,6 +183,9 @@ class _Coder:
         self.cfg, self.zca = cfg, bow.zca
         self.zca_bias = bow.zca_mean @ bow.zca if cfg.whiten else None                 # (d,)
         self.words_aug = augment_centroids(bow.codebook)                               # (d + 2, words)
+        norms = np.sqrt(np.einsum("kd,kd->k", bow.codebook, bow.codebook) + np.float32(1e-20))
+        self.unit_words = (bow.codebook / norms[:, None]).T.copy()                     # (d, words)
+        self.codes = codes_per_cell(cfg)
         self.rows, self.cols = rows, cols
         self.row_edges, self.col_edges = _cell_edges(rows, cfg.pool), _cell_edges(cols, cfg.pool)
         cell_row = np.repeat(np.arange(cfg.pool), np.diff(self.row_edges))
@@ -183,12 +194,17 @@ class _Coder:
         self.inverse_words = np.full(cfg.words, 1 / cfg.words, np.float32)
 
     def code(self, images: np.ndarray) -> np.ndarray:
-        """Pooled codes (B, pool² · words) of images (B, H, W, C)."""
+        """Pooled codes (B, pool² · codes) of images (B, H, W, C)."""
         cfg = self.cfg
         X = normalize_patches(dense_patches(images, cfg.patch, cfg.stride), cfg.eps_norm)   # (B·P, d)
         if cfg.whiten:
             X = X @ self.zca
             X -= self.zca_bias
+        if cfg.encoding == "soft-threshold":
+            projections = X @ self.unit_words                                         # (B·P, words)
+            alpha = np.float32(cfg.alpha)
+            codes = np.concatenate([np.maximum(projections - alpha, 0), np.maximum(-projections - alpha, 0)], axis=1)
+            return self._pool(codes.reshape(len(images), self.rows, self.cols, self.codes)).reshape(len(images), -1)
         sqdist = augment_points(X) @ self.words_aug                                   # (B·P, words)
         if cfg.encoding == "hard":
             return self._histograms(sqdist.argmin(axis=1), len(images))
@@ -272,6 +288,11 @@ def _check_images(images: np.ndarray) -> None:
     if images.ndim != 4 or images.dtype != np.uint8:
         raise DataError(f"bow: expected images of shape (N, H, W, C) and dtype uint8, "
                         f"got shape {images.shape} and dtype {images.dtype}")
+
+
+def codes_per_cell(cfg: BowConfig) -> int:
+    """Codes of a patch and of a pooling cell: the words (soft-threshold: twice, positive and negative parts)."""
+    return 2 * cfg.words if cfg.encoding == "soft-threshold" else cfg.words
 
 
 def _grid(image_shape: tuple[int, ...], cfg: BowConfig) -> tuple[int, int]:

@@ -2,10 +2,11 @@
 written into an on-disk store (mlpcli.features.store), standardized with statistics of the training split.
 
 Extraction streams: a worker process reads a chunk of images (decoding files or generating shapes), extracts
-its features (and its mirror images' for data.flip / flip_eval) and writes them into the store by row range,
-so at no point are all images or all feature rows of a split in memory. The standardization statistics are
-computed from the stored rows in fixed blocks, and the rows standardized in place, so the stored bytes do not
-depend on how the work was split between processes or machines.
+the features of each of their views (the images, and for data.flip / flip_eval / augment their mirror images
+and augmented copies: mlpcli.data.augment) and writes them into the store by row range, a block of rows per
+view, so at no point are all images or all feature rows of a split in memory. The standardization statistics
+are computed from the stored rows in fixed blocks, and the rows standardized in place, so the stored bytes do
+not depend on how the work was split between processes or machines.
 
 Everything it learns (extractor state such as a codebook, and the normalization statistics) is named arrays,
 so a checkpoint can carry it and `mlp eval` reproduces the features without the training data.
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mlpcli.data.augment import Images, View
 from mlpcli.data.dataset import Dataset, ImageReader, in_memory
 from mlpcli.errors import CheckpointError, DataError
 from mlpcli.features.store import MappedRows, Store, StoreRoot, rewrite_blocks
@@ -30,6 +32,7 @@ from mlpcli.schema import to_dict
 
 STATS_ROWS = 1024      # rows per block of the statistics and normalization passes (bounds their memory)
 TASKS_PER_SPLIT = 16   # a split is cut into at least this many tasks (when chunks allow), to keep the cores even
+IMAGES = (Images(),)   # the views of a split without mirror images or copies: the images alone
 
 
 class FeaturePipeline:
@@ -46,27 +49,27 @@ class FeaturePipeline:
         self.std: np.ndarray | None = None
 
     def fit(self, data: Dataset, rng: np.random.Generator, stores: StoreRoot, pool: ProcessPool | None = None,
-            mirror: bool = False, state: dict[str, np.ndarray] | None = None) -> Store:
-        """Fit the extractors and the normalization on the training split `data`; the store of its
-        standardized features: (N, D) rows, or with `mirror` (2N, D), the mirror images' rows after.
+            views: tuple[View, ...] = IMAGES, state: dict[str, np.ndarray] | None = None) -> Store:
+        """Fit the extractors on the training split `data`, and the normalization on the features of its
+        `views`; the store of those standardized features: (V·N, D) rows, a block of N rows per view.
 
         With `state` (a resumed run's), that fitted state is restored instead, and the store of the fit that
         made it is reused when it is still there."""
-        key = self._key("fit", data, json.dumps(rng.bit_generator.state, default=str), mirror)
+        key = self._key("fit", data, json.dumps(rng.bit_generator.state, default=str), views)
         store = stores.open(key)
         if state is not None:
             self.load_state(state)
             if store is not None and _digest(store.state()) == _digest(state):
                 self.cache_hits += 1
                 return store
-            return self.store(data, stores, pool, mirror)
+            return self.store(data, stores, pool, views)
         if store is not None:
             self.cache_hits += 1
             self.load_state(store.state())
             return store
         for extractor in self.extractors:
             extractor.fit(data, rng, self.progress)
-        writer, unreadable = self._extract(data, stores, key, pool, mirror, "features (fit)")
+        writer, unreadable = self._extract(data, stores, key, pool, views, "features (fit)")
         try:
             if self.cfg.normalize == "standard":
                 mean, std = column_stats(MappedRows(writer.rows_path), ~unreadable)
@@ -77,27 +80,29 @@ class FeaturePipeline:
             writer.discard()
             raise
 
-    def store(self, data: Dataset, stores: StoreRoot, pool: ProcessPool | None = None, mirror: bool = False) -> Store:
-        """The store of a split's standardized features with the fitted state, as `fit` gives."""
-        key = self._key("transform", data, _digest(self.state()), mirror)
+    def store(self, data: Dataset, stores: StoreRoot, pool: ProcessPool | None = None,
+              views: tuple[View, ...] = IMAGES) -> Store:
+        """The store of the standardized features of a split's `views` with the fitted state, as `fit` gives."""
+        key = self._key("transform", data, _digest(self.state()), views)
         store = stores.open(key)
         if store is not None:
             self.cache_hits += 1
             return store
-        writer, unreadable = self._extract(data, stores, key, pool, mirror, "features", normalize=True)
+        writer, unreadable = self._extract(data, stores, key, pool, views, "features", normalize=True)
         return writer.finish(unreadable, None)
 
-    def transform(self, images: np.ndarray, mirror: bool = False) -> np.ndarray:
-        """Standardized features (N, D) of images in memory with the fitted state; with `mirror`, (2N, D)."""
-        features = np.concatenate([self._features(images), *([self._features(images[:, :, ::-1])] if mirror else [])])
-        return self._normalize(features)
+    def transform(self, images: np.ndarray, views: tuple[View, ...] = IMAGES) -> np.ndarray:
+        """Standardized features (V·N, D) of the `views` of images (N, H, W, C) in memory, with the fitted state."""
+        rows = np.arange(len(images))
+        return self._normalize(np.concatenate([self._features(view(images, rows)) for view in views]))
 
-    def fit_transform(self, images: np.ndarray, rng: np.random.Generator, mirror: bool = False) -> np.ndarray:
-        """`fit` on images in memory (N, H, W, C); their standardized features (N, D), or (2N, D) with `mirror`."""
+    def fit_transform(self, images: np.ndarray, rng: np.random.Generator,
+                      views: tuple[View, ...] = IMAGES) -> np.ndarray:
+        """`fit` on images in memory (N, H, W, C); the standardized features (V·N, D) of their `views`."""
         stores = StoreRoot(None)
         try:
             data = in_memory(images, np.zeros(len(images), np.int64), [""])
-            return self.fit(data, rng, stores, mirror=mirror).rows(in_memory=True)
+            return self.fit(data, rng, stores, views=views).rows(in_memory=True)
         finally:
             stores.close()
 
@@ -134,29 +139,26 @@ class FeaturePipeline:
             self.mean = arrays["normalize.mean"].astype(self.dtype)
             self.std = arrays["normalize.std"].astype(self.dtype)
 
-    def _extract(self, data: Dataset, stores: StoreRoot, key: str, pool: ProcessPool | None, mirror: bool,
-                 label: str, normalize: bool = False):
-        """Write the (raw, or with `normalize` standardized) features of `data` into a new store; returns the
-        writer and the (R,) unreadable mask. A split larger than features.chunk is cut into tasks of at most
-        that many images, and at least TASKS_PER_SPLIT of them, for the worker processes."""
+    def _extract(self, data: Dataset, stores: StoreRoot, key: str, pool: ProcessPool | None,
+                 views: tuple[View, ...], label: str, normalize: bool = False):
+        """Write the (raw, or with `normalize` standardized) features of the `views` of `data` into a new store;
+        returns the writer and the (V·N,) unreadable mask. A split larger than features.chunk is cut into tasks
+        of at most that many images, and at least TASKS_PER_SPLIT of them, for the worker processes."""
         n = len(data)
         dim = sum(self.dims(data.image_shape))
-        writer = stores.create(key, 2 * n if mirror else n, dim, self.dtype,
-                               {"split": data.key, "features": self.names, "mirror": mirror})
+        writer = stores.create(key, len(views) * n, dim, self.dtype,
+                               {"split": data.key, "features": self.names, "views": [view.name for view in views]})
         chunk = self.cfg.chunk           # a split of one chunk runs here; a larger one on the worker processes
         step = max(1, n if n <= chunk else min(chunk, -(-n // TASKS_PER_SPLIT)))
-        tasks = [Chunk(data.part(slice(start, min(start + step, n))), start, n if mirror else None)
-                 for start in range(0, n, step)]
+        tasks = [Chunk(data.part(slice(start, min(start + step, n))), start, n, views) for start in range(0, n, step)]
         job = ChunkJob(self, writer.rows_path, normalize)
-        unreadable = np.zeros(2 * n if mirror else n, bool)
+        unreadable = np.zeros(len(views) * n, bool)
         problems: list[str] = []
         try:
             with tqdm(total=n, desc=label, unit="img", disable=None if self.progress else True, leave=False) as bar:
                 for task, found in zip(tasks, (pool or ProcessPool(1)).map(job, tasks)):
                     for row, message in sorted(found.items()):
-                        unreadable[task.start + row] = True
-                        if mirror:
-                            unreadable[n + task.start + row] = True
+                        unreadable[task.start + row::n] = True      # the image's row in every view
                         problems.append(message)
                     bar.update(len(task))
             _check_readable(data, unreadable[:n], problems)
@@ -187,24 +189,24 @@ class FeaturePipeline:
         raw /= self.std
         return raw
 
-    def _key(self, kind: str, data: Dataset, extra: str, mirror: bool) -> str:
+    def _key(self, kind: str, data: Dataset, extra: str, views: tuple[View, ...]) -> str:
         digest = hashlib.blake2b(digest_size=16)
         versions = [f"{type(extractor).__name__} {extractor.version}" for extractor in self.extractors]
         for part in (kind, data.key, json.dumps(to_dict(self.cfg)), str(self.dtype), *versions, extra,
-                     f"mirror={mirror}"):
+                     *(view.key for view in views)):
             digest.update(part.encode())
         return digest.hexdigest()
 
 
-
 @dataclass
 class Chunk:
-    """A task: the images of rows start.. of a split (a picklable reader of just them), and where their
-    mirror images' rows begin (None: no mirror rows)."""
+    """A task: the images of rows start.. of a split of `split` images (a picklable reader of just them), and
+    the views whose features the store holds, a block of `split` rows each."""
 
     reader: ImageReader
     start: int
-    mirror_offset: int | None
+    split: int
+    views: tuple[View, ...]
 
     def __len__(self) -> int:
         return len(self.reader)
@@ -221,18 +223,15 @@ class ChunkJob:
     def __call__(self, chunk: Chunk) -> dict[int, str]:
         count = len(chunk)
         images, problems = chunk.reader.read(np.arange(count))
-        with single_threaded_blas():
-            features = self.pipeline._features(images)
-            mirrored = self.pipeline._features(images[:, :, ::-1]) if chunk.mirror_offset is not None else None
-        if self.normalize:
-            self.pipeline._normalize(features)
-            if mirrored is not None:
-                self.pipeline._normalize(mirrored)
+        positions = np.arange(chunk.start, chunk.start + count)
         rows = np.load(self.rows_path, mmap_mode="r+")
-        rows[chunk.start:chunk.start + count] = features
-        if mirrored is not None:
-            offset = chunk.mirror_offset + chunk.start
-            rows[offset:offset + count] = mirrored
+        for block, view in enumerate(chunk.views):
+            with single_threaded_blas():
+                features = self.pipeline._features(view(images, positions))
+            if self.normalize:
+                self.pipeline._normalize(features)
+            offset = block * chunk.split + chunk.start
+            rows[offset:offset + count] = features
         rows.flush()
         return problems
 

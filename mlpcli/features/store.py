@@ -1,6 +1,7 @@
 """The feature store: one split's feature rows on disk, chunked, memory-mapped, and the feature cache.
 
-    <root>/<key>/rows.npy       (R, D) feature rows: R = N images, or 2N with their mirror images after them
+    <root>/<key>/rows.npy       (R, D) feature rows: R = V·N, a block of N rows per view of the images
+                                (the images, their mirror images, augmented copies: mlpcli.data.augment)
                  unreadable.npy (R,) bool, only when some images could not be read (data.on_error: skip)
                  state.npz      the fitted pipeline state (extractors, normalization), for a training split
                  info.json      rows, dim, dtype, bytes, the key's ingredients
@@ -96,6 +97,30 @@ class MappedRows:
         if self._gathered > REMAP_BYTES:
             self._map, self._gathered = np.load(self.path, mmap_mode="r", allow_pickle=False), 0
         return self._map
+
+
+class StackedRows:
+    """The first `count` rows of each of several row arrays (in memory or MappedRows), one after the other,
+    read as one (R, D) array: `take` gathers a minibatch from whichever array holds each row."""
+
+    def __init__(self, parts: list[tuple[np.ndarray | MappedRows, int]]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [count for _, count in parts])
+        self.shape, self.dtype = (int(self.starts[-1]), parts[0][0].shape[1]), parts[0][0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Rows `index` (n,) into `out` (n, D)."""
+        part_of = np.searchsorted(self.starts, index, side="right") - 1
+        for i, (rows, _) in enumerate(self.parts):
+            mine = np.flatnonzero(part_of == i)
+            if len(mine):
+                local = index[mine] - self.starts[i]
+                out[mine] = rows.take(local, np.empty((len(mine), self.shape[1]), self.dtype)) \
+                    if isinstance(rows, MappedRows) else rows[local]
+        return out
 
 
 def _allocate(path: Path) -> None:

@@ -41,7 +41,7 @@ def naive_codes(bow: BagOfWords, images: np.ndarray) -> np.ndarray:
     for image in images.astype(np.float64):
         ys = range(0, image.shape[0] - cfg.patch + 1, cfg.stride)
         xs = range(0, image.shape[1] - cfg.patch + 1, cfg.stride)
-        codes = np.zeros((len(ys), len(xs), cfg.words))
+        codes = np.zeros((len(ys), len(xs), 2 * cfg.words if cfg.encoding == "soft-threshold" else cfg.words))
         for i, y in enumerate(ys):
             for j, x in enumerate(xs):
                 patch = image[y:y + cfg.patch, x:x + cfg.patch].ravel()
@@ -51,15 +51,20 @@ def naive_codes(bow: BagOfWords, images: np.ndarray) -> np.ndarray:
                 z = np.array([np.linalg.norm(patch - word) for word in codebook])
                 if cfg.encoding == "hard":
                     codes[i, j, z.argmin()] = 1
-                else:
+                elif cfg.encoding == "triangle":
                     codes[i, j] = np.maximum(0, z.mean() - z)
+                else:
+                    for k, word in enumerate(codebook):
+                        projection = patch @ word / np.linalg.norm(word)
+                        codes[i, j, k] = max(0, projection - cfg.alpha)
+                        codes[i, j, cfg.words + k] = max(0, -projection - cfg.alpha)
         cells = [cell.sum(axis=(0, 1)) for band in np.array_split(codes, cfg.pool, axis=0)
                  for cell in np.array_split(band, cfg.pool, axis=1)]
         features.append(np.concatenate(cells) ** cfg.power)
     return np.array(features)
 
 
-@pytest.mark.parametrize("encoding", ["hard", "triangle"])
+@pytest.mark.parametrize("encoding", ["hard", "triangle", "soft-threshold"])
 @pytest.mark.parametrize("pool, stride, patch, whiten, gray, power", [
     (1, 1, 4, True, False, 1.0), (2, 1, 4, True, False, 1.0), (2, 3, 5, True, False, 1.0),
     (3, 2, 3, False, False, 1.0), (2, 1, 4, True, True, 1.0), (2, 1, 4, True, False, 0.5)],
@@ -68,7 +73,8 @@ def test_codes_equal_a_loop_over_patches(encoding, pool, stride, patch, whiten, 
     train, images = crops(16, 20, gray), crops(13, 30, gray)[10:]
     bow = fitted(train, encoding=encoding, pool=pool, stride=stride, patch=patch, whiten=whiten, power=power)
     ours = bow.transform(images)
-    assert ours.dtype == np.float32 and ours.shape == (len(images), pool ** 2 * 6)
+    width = 2 * 6 if encoding == "soft-threshold" else 6
+    assert ours.dtype == np.float32 and ours.shape == (len(images), pool ** 2 * width)
     np.testing.assert_allclose(ours, naive_codes(bow, images), rtol=2e-4, atol=2e-3)
 
 
@@ -78,6 +84,23 @@ def test_images_are_coded_independently_of_their_batch():
     whole = bow.transform(images)
     np.testing.assert_array_equal(np.concatenate([bow.transform(images[:7]), bow.transform(images[7:])]), whole)
     np.testing.assert_array_equal(bow.transform(images[::-1]), whole[::-1])
+
+
+def test_soft_threshold_codes_of_one_patch_keep_one_sign_of_each_projection_beyond_alpha():
+    """Images of one patch each: their codes are that patch's, [max(0, p − α), max(0, −p − α)] for its
+    projections p on the unit-length words."""
+    images = crops(4, 30)
+    zeros = []
+    for alpha in (0.0, 0.25, 1.0):
+        bow = fitted(crops(16, 20), encoding="soft-threshold", alpha=alpha, patch=4, pool=1)
+        codes = bow.transform(images)
+        np.testing.assert_allclose(codes, naive_codes(bow, images), rtol=2e-4, atol=2e-3)
+        positive, negative = codes[:, :6], codes[:, 6:]
+        assert (np.minimum(positive, negative) == 0).all() and (codes >= 0).all()
+        zeros.append(np.count_nonzero(codes == 0))
+        bow.codebook *= 3            # the words are scaled to unit length: their length does not matter
+        np.testing.assert_allclose(bow.transform(images), codes, rtol=1e-4, atol=1e-4)
+    assert zeros[0] < zeros[1] < zeros[2]        # a larger threshold leaves more codes at 0
 
 
 def test_hard_codes_count_every_patch_once():

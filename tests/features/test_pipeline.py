@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 
 from mlpcli.config import load_config
+from mlpcli.data.augment import Copy, Images, Mirror, shift_and_flip
 from mlpcli.data.dataset import ArrayReader, Dataset, in_memory
 from mlpcli.errors import CheckpointError, DataError
 from mlpcli.features import pixels
 from mlpcli.features.pipeline import FeaturePipeline, column_stats
 from mlpcli.features.store import MappedRows, StoreRoot
 from mlpcli.parallel import ProcessPool
+
+
+BOTH = (Images(), Mirror())
 
 
 def images(n: int, seed: int, shape=(6, 5, 3)) -> np.ndarray:
@@ -50,11 +54,11 @@ def test_stored_bytes_do_not_depend_on_the_chunks_or_the_worker_processes(tmp_pa
     """One task in this process, or tasks of 7 images on two worker processes: the same store files."""
     data = split(images(40, 0))
     whole = StoreRoot(str(tmp_path / "whole"))
-    one = pipeline(["features.chunk=1000"]).fit(data, np.random.default_rng(0), whole, mirror=True)
+    one = pipeline(["features.chunk=1000"]).fit(data, np.random.default_rng(0), whole, views=BOTH)
     parts = StoreRoot(str(tmp_path / "parts"))
     with ProcessPool(2) as pool:
         fitted = pipeline(["features.chunk=7"])
-        many = fitted.fit(data, np.random.default_rng(0), parts, pool, mirror=True)
+        many = fitted.fit(data, np.random.default_rng(0), parts, pool, views=BOTH)
         other = fitted.store(split(images(20, 1)), parts, pool)
     for name in ("rows.npy", "state.npz"):
         assert (one.path / name).read_bytes() == (many.path / name).read_bytes()
@@ -64,12 +68,12 @@ def test_stored_bytes_do_not_depend_on_the_chunks_or_the_worker_processes(tmp_pa
 def test_mirror_appends_the_features_of_the_mirror_images():
     batch = images(9, 0)
     pipe = pipeline(["features.chunk=4"])
-    both = pipe.fit_transform(batch, np.random.default_rng(0), mirror=True)
+    both = pipe.fit_transform(batch, np.random.default_rng(0), views=BOTH)
     assert both.shape == (18, 90)
     np.testing.assert_allclose(both.mean(axis=0), 0, atol=1e-5)       # standardized over images and mirrors
     np.testing.assert_array_equal(both[:9], pipe.transform(batch))
     np.testing.assert_array_equal(both[9:], pipe.transform(np.ascontiguousarray(batch[:, :, ::-1])))
-    np.testing.assert_array_equal(pipe.transform(batch, mirror=True), both)
+    np.testing.assert_array_equal(pipe.transform(batch, views=BOTH), both)
 
 
 def test_extractors_are_concatenated_in_order():
@@ -163,14 +167,14 @@ def test_unreadable_images_are_marked_left_out_of_the_statistics_and_counted(sto
     data = Dataset(FlakyReader(batch, {3, 8}), np.arange(12), np.arange(12) % 2, ["a", "b"])
     pipe = pipeline(["features.chunk=5"])
     with pytest.warns(UserWarning, match="skipped 2 unreadable image.*cannot read image 3"):
-        store = pipe.fit(data, np.random.default_rng(0), stores, mirror=True)
+        store = pipe.fit(data, np.random.default_rng(0), stores, views=BOTH)
     unreadable = store.unreadable()
     np.testing.assert_array_equal(np.flatnonzero(unreadable), [3, 8, 15, 20])
     readable = np.delete(batch, [3, 8], axis=0)
     raw = np.concatenate([readable, readable[:, :, ::-1]]).reshape(20, -1).astype(np.float32) / 255
     np.testing.assert_allclose(pipe.mean, raw.mean(axis=0), rtol=1e-5)
     rows = store.rows(in_memory=True)
-    np.testing.assert_allclose(rows[~unreadable], pipe.transform(readable, mirror=True)[np.r_[0:10, 10:20]], atol=1e-5)
+    np.testing.assert_allclose(rows[~unreadable], pipe.transform(readable, views=BOTH)[np.r_[0:10, 10:20]], atol=1e-5)
 
 
 def test_a_class_left_without_readable_images_is_an_error(stores):
@@ -218,3 +222,28 @@ def test_column_stats_in_row_blocks_equal_numpy():
     keep = np.arange(1000) % 3 > 0
     mean, std = column_stats(X, keep, block=97)
     np.testing.assert_allclose(std, X[keep].std(axis=0, dtype=np.float64), rtol=1e-12)
+
+
+def test_augmented_copies_follow_the_images_rows_with_bytes_independent_of_the_chunks(tmp_path):
+    """A store of views (images, mirror images, two copies): each copy's block holds the features of the
+    copies drawn for its images, whether one task in this process or tasks of 7 on two worker processes
+    extracted them."""
+    batch = images(40, 0, shape=(8, 9, 3))
+    copies = tuple(Copy(seed=3, epoch=0, copy=k, pad=2, fill="zero", flip=True) for k in range(2))
+    views = (*BOTH, *copies)
+    raw = ["features.normalize=none"]
+    one = pipeline(["features.chunk=1000", *raw]).fit(split(batch), np.random.default_rng(0),
+                                                       StoreRoot(str(tmp_path / "whole")), views=views)
+    with ProcessPool(2) as pool:
+        many = pipeline(["features.chunk=7", *raw]).fit(split(batch), np.random.default_rng(0),
+                                                        StoreRoot(str(tmp_path / "parts")), pool, views=views)
+    assert (one.path / "rows.npy").read_bytes() == (many.path / "rows.npy").read_bytes()
+    assert one.info["views"] == ["images", "mirror images", "copy 1", "copy 2"]
+    rows = one.rows(in_memory=True)
+    assert rows.shape == (160, 8 * 9 * 3)
+    np.testing.assert_array_equal(rows[:40], pixels.Pixels(pixels.PixelsConfig()).transform(batch))
+    for k, view in enumerate(copies):
+        shifts, flips = view.draws(40)
+        expected = pixels.Pixels(pixels.PixelsConfig()).transform(shift_and_flip(batch, shifts, flips, 2, "zero"))
+        np.testing.assert_array_equal(rows[80 + 40 * k:120 + 40 * k], expected)
+    assert not np.array_equal(rows[80:120], rows[120:])
