@@ -1,51 +1,54 @@
 """Accuracy and cost of the shipped configs: the README's table, re-measured.
 
-    python benchmarks/accuracy.py [CONFIG ...] [--data PATH] [--set KEY=VALUE ...]
+    python benchmarks/accuracy.py [CONFIG ...] [--data PATH] [--set KEY=VALUE ...] [--keep-blas-env]
 
-Trains each CONFIG (default: configs/cifar10_*.yaml) on its own `data.path`, or on PATH with
-`--data`, and prints one row per config: validation (and, with a test/ folder, test) accuracy,
-feature time (decoding the images, fitting and extracting the features of every split, uncached),
-training time (the epochs, validation included) and the total wall time. Runs and caches go to a
-temporary folder that is removed at the end. `--set` adds config
-overrides, e.g. `--set train.epochs=1` for a smoke run. A config whose data is missing is skipped
-with a note; without any data the script exits 0.
+Runs `mlp train CONFIG` for each CONFIG (default: configs/cifar10_*.yaml) in its own process, on the
+config's `data.path` or on PATH with `--data`, from a cold feature cache, and prints one row per config:
+validation (and, with a test/ folder, test) accuracy; the wall time of the whole command (start-up,
+decoding, features, epochs, evaluation, checkpoints); the epochs' share of it; and the peak RSS of the
+largest process and of the process tree (feature workers included). Runs and caches go to a temporary
+folder that is removed at the end. `--set` adds config overrides, e.g. `--set train.epochs=1` for a smoke
+run. A config whose data is missing is skipped with a note; without any data the script exits 0.
+As bench_train.py, it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (BENCHMARKS.md) unless told not to.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from mlpcli import experiment
+from timing import run_command
+
 from mlpcli.config import load_config
-from mlpcli.errors import MlpError
-from mlpcli.experiment import extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def measure(config: Path, data: Path, overrides: list[str], tmp: Path) -> dict:
-    """Train `config` on `data` with `overrides`; its accuracies, timings in seconds and the command."""
-    cfg = load_config(config, [*overrides, f"data.path={data}", f"cache_dir={tmp / 'cache'}",
-                               f"output.dir={tmp / 'runs'}", "output.plots=false"])
-    started = time.perf_counter()
-    extract_features(cfg)     # decode and extract every split, timed here; the run then reads the stores
-    featured = time.perf_counter()
-    result = experiment.run(cfg)
-    summary, epochs = result.summary, result.run.read_metrics()
+def measure(config: Path, overrides: list[str], tmp: Path, env: dict[str, str]) -> dict:
+    """`mlp train config overrides` in a fresh process with an empty cache: accuracies, seconds, peak RSS."""
+    run = tmp / config.stem
+    command = ["mlp", "train", _relative(config), *overrides]
+    cmd = [sys.executable, "-m", "mlpcli", "train", str(config), *overrides, f"cache_dir={tmp / 'cache'}",
+           "output.plots=false", "--out", str(run), "-q"]
+    ran = run_command(cmd, ROOT, env)
+    summary = json.loads((run / "summary.json").read_text())
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {
         "config": config.name,
-        "command": " ".join(["mlp train", _relative(config), *overrides]),
+        "command": " ".join(command),
         "model": summary["model"],
         "val": summary["val"]["accuracy"],
         "test": summary["test"]["accuracy"] if "test" in summary else None,
         "epochs": f"{summary['best_epoch']}/{summary['epochs_run']}",
-        "features": featured - started,
+        "total": ran.seconds,
         "training": sum(row["seconds"] for row in epochs),
-        "total": time.perf_counter() - started,
+        "max_rss": ran.max_rss,
+        "tree_rss": ran.tree_rss,
     }
 
 
@@ -59,12 +62,13 @@ def table(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
     with_test = any(row["test"] is not None for row in rows)
     head = ["config", "network", "val acc", *(["test acc"] if with_test else []), "best/run epochs",
-            "features", "training", "total", "command"]
+            "end to end", "of which epochs", "peak RSS, largest process", "peak RSS, process tree", "command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["config"], row["model"], f"{row['val']:.2%}",
                  *([f"{row['test']:.2%}" if row["test"] is not None else "—"] if with_test else []),
-                 row["epochs"], f"{row['features']:.1f} s", f"{row['training']:.1f} s", f"{row['total']:.1f} s", f"`{row['command']}`"]
+                 row["epochs"], f"{row['total']:.0f} s", f"{row['training']:.0f} s",
+                 f"{row['max_rss'] / 2**20:.0f} MiB", f"{row['tree_rss'] / 2**20:.0f} MiB", f"`{row['command']}`"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -76,8 +80,10 @@ def main() -> int:
                                                   "relative to the repository)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override applied to every config (repeatable)")
+    parser.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE")
     args = parser.parse_args()
     configs = args.configs or sorted((ROOT / "configs").glob("cifar10_*.yaml"))
+    env = {k: v for k, v in os.environ.items() if args.keep_blas_env or k not in BLAS_ENV}
     rows = []
     with tempfile.TemporaryDirectory(prefix="mlp-accuracy-") as tmp:
         for config in configs:
@@ -85,14 +91,15 @@ def main() -> int:
             if not data.exists():
                 print(f"skipped {config.name}: {data} not found (pass --data PATH)")
                 continue
+            given = [f"data.path={args.data.resolve()}"] if args.data else []
             try:
-                given = [f"data.path={args.data}"] if args.data else []
-                row = measure(config, data, [*given, *args.overrides], Path(tmp))
-            except MlpError as err:
-                print(f"{config.name}: error: {err}", file=sys.stderr)
+                row = measure(config.resolve(), [*given, *args.overrides], Path(tmp), env)
+            except RuntimeError as err:
+                print(f"{config.name}: {err}", file=sys.stderr)
                 return 1
-            print(f"{row['config']}: val {row['val']:.2%}, features {row['features']:.1f} s, "
-                  f"training {row['training']:.1f} s, total {row['total']:.1f} s", flush=True)
+            print(f"{row['config']}: val {row['val']:.2%}, end to end {row['total']:.0f} s "
+                  f"(epochs {row['training']:.0f} s), peak RSS {row['max_rss'] / 2**20:.0f} MiB "
+                  f"(tree {row['tree_rss'] / 2**20:.0f} MiB)", flush=True)
             rows.append(row)
     if rows:
         print()

@@ -58,13 +58,12 @@ class BowConfig:
     eps_norm: float = option(10.0, "added to each patch's variance before dividing by its square root "
                              "(pixels 0-255); must be positive", min=0.0)
     eps_zca: float = option(0.1, "added to the eigenvalues of the patch covariance when whitening; must be "
-                            "positive; larger damps the low-variance (finest) patch directions (0.3: +0.7 points "
-                            "on CIFAR-10 JPEGs)", min=0.0)
+                            "positive; larger damps the low-variance (finest) patch directions", min=0.0)
     iterations: int = option(50, "at most this many k-means (Lloyd) iterations", min=1, max=10_000)
     power: float = option(1.0, "raise the pooled codes to this power: 0.5 (square root) damps the words that "
-                          "occur everywhere against the rare ones (+0.4 points on CIFAR-10 validation)", min=0.0)
-    init: str = option("near-mean", "k-means start: near-mean (Coates & Ng's draws around the mean patch; "
-                       "+3.6 points on CIFAR-10 validation) or k-means++", choices=["near-mean", "k-means++"])
+                          "occur everywhere against the rare ones", min=0.0)
+    init: str = option("near-mean", "k-means start: near-mean (Coates & Ng's draws around the mean patch) "
+                       "or k-means++", choices=["near-mean", "k-means++"])
 
 
 class BagOfWords(Extractor):
