@@ -19,8 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from mlpcli import __version__
 from mlpcli.errors import MlpError, one_line
+from mlpcli.parallel import undo_malloc_trim
 
 DEFAULT_PORT = 8786          # `dask scheduler`'s
 CONNECT_TIMEOUT = "10s"     # a scheduler that is up answers in well under a second
@@ -47,6 +50,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
             raise MlpError("TLS files are for a remote --scheduler tls://HOST:PORT; the local cluster needs none")
         with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            client.register_plugin(WorkerSetUp())
             yield client
         return
     if workers is not None:
@@ -64,6 +68,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, tls: TL
                        f"running there; {hint})") from None
     with client:
         _check_workers(client, scheduler, log)
+        client.register_plugin(WorkerSetUp())
         yield client
 
 
@@ -115,6 +120,16 @@ def _check_workers(client, scheduler: str, log) -> None:
         address, version = next(iter(wrong.items()))
         raise MlpError(f"Dask worker {address} runs mlpcli {version}, this is {__version__}; install the same "
                        f"version everywhere (results would differ)")
+
+
+class WorkerSetUp(WorkerPlugin):
+    """Run on every worker of the cluster, those that join or restart later included: undo the malloc
+    setting of Dask's nannies that makes numpy's temporaries slow (mlpcli.parallel.undo_malloc_trim)."""
+
+    name = "mlpcli-worker-set-up"
+
+    def setup(self, worker) -> None:
+        undo_malloc_trim()
 
 
 def worker_version() -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 import threading
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,3 +62,25 @@ def test_blas_threads_limits_and_none_leaves_blas_alone():
     with blas_threads(None):
         assert blas_limits() == before
     assert blas_limits() == before and cores() >= 1
+
+
+def page_faults_of_reused_temporaries() -> int:
+    """Minor page faults of 40 allocations of a 1 MiB numpy temporary (below numpy's huge-page size), each
+    freed before the next."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(40):
+        np.ones(1 << 18, np.float32).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.parametrize("undone", [False, True])
+def test_undo_malloc_trim_lets_large_temporaries_reuse_their_memory(undone):
+    """Under Dask's MALLOC_TRIM_THRESHOLD_ each 1 MiB temporary is mapped afresh (a fault per page: 256 per
+    allocation); undone, glibc keeps and reuses the memory."""
+    script = ("from mlpcli.parallel import undo_malloc_trim; "
+              "from tests.test_parallel import page_faults_of_reused_temporaries as faults; "
+              f"{'undo_malloc_trim(); ' if undone else ''}faults(); print(faults())")
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"},
+                         capture_output=True, text=True, check=True).stdout
+    faults = int(out)
+    assert faults < 1000 if undone else faults > 5000
