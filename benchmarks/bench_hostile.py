@@ -10,7 +10,7 @@ peak memory and an address-space cap (--cap, default 6 GiB) only to protect the 
 most for any input under 1 MB. A process fails the run when it prints a traceback, outlives --timeout (a hang),
 exits 0 on an input that must be refused (a silent accept), dies by a signal, writes more than one line on
 stderr when it fails, or changes the run folder it was refused. Prints a table per category, then every
-failure with a command that repeats it; `--out FILE` keeps every result as JSON lines.
+failure with a command that repeats it; `--out FILE` keeps every result as JSON lines, written as each one ends.
 """
 
 from __future__ import annotations
@@ -94,12 +94,16 @@ def main() -> None:
         inputs = draw(args.inputs, Template(run / "checkpoints" / "last.npz"), args.seed)
         print(f"{len(inputs)} inputs; tiny run {run}", file=sys.stderr)
         outcomes = []
+        if args.out:
+            args.out.write_text("")
         for i, (kind, hostile) in enumerate(inputs, 1):
-            outcomes.append(feed(kind, hostile, run, image, work / "case", args.timeout, int(args.cap * (1 << 30))))
+            outcome = feed(kind, hostile, run, image, work / "case", args.timeout, int(args.cap * (1 << 30)))
+            outcomes.append(outcome)
+            if args.out:        # as they come: a long run stopped early keeps what it measured
+                with args.out.open("a") as out:
+                    out.write(json.dumps(asdict(outcome) | {"failures": outcome.failures}) + "\n")
             if i % 50 == 0:
                 print(f"  {i}/{len(inputs)}", file=sys.stderr)
-        if args.out:
-            args.out.write_text("".join(json.dumps(asdict(o) | {"failures": o.failures}) + "\n" for o in outcomes))
         report(outcomes)
     finally:
         if args.work is None:
