@@ -4,6 +4,7 @@ import os
 import warnings
 
 import numpy as np
+import psutil
 import pytest
 
 from mlpcli.config import load_config
@@ -12,6 +13,7 @@ from mlpcli.data.dataset import ArrayReader, Dataset, in_memory
 from mlpcli.errors import CheckpointError, DataError
 from mlpcli.features import pixels
 from mlpcli.features.pipeline import FeaturePipeline, column_stats
+from mlpcli.features import store as store_module
 from mlpcli.features.store import MappedRows, StoreRoot
 from mlpcli.parallel import ProcessPool
 
@@ -212,6 +214,20 @@ def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores):
     index = np.random.default_rng(1).permutation(30)[:12]
     np.testing.assert_array_equal(mapped.take(index, np.empty((12, 90), np.float32)), whole[index])
     np.testing.assert_array_equal(mapped[5:17], whole[5:17])
+
+
+def test_random_gathers_from_a_cached_store_keep_the_resident_memory_bounded(tmp_path, monkeypatch):
+    """A fault on a cached file maps the folio around the page too: gathering a few MB of random small rows
+    mapped the whole 64 MB file until the map was renewed by what it may map, not by the bytes gathered."""
+    monkeypatch.setattr(store_module, "REMAP_BYTES", 8 << 20)
+    path = tmp_path / "rows.npy"
+    np.save(path, np.ones((48_000, 334), np.float32))       # 64 MB, in the page cache once written
+    mapped, out = MappedRows(path), np.empty((4, 334), np.float32)
+    rng, process = np.random.default_rng(0), psutil.Process()
+    before = process.memory_info().rss
+    for _ in range(500):                                     # 2,000 rows, 2.7 MB gathered at random
+        mapped.take(rng.integers(0, 48_000, 4), out)
+    assert process.memory_info().rss - before < 24 << 20
 
 
 def test_column_stats_in_row_blocks_equal_numpy():
