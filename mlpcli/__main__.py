@@ -21,10 +21,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         code = _run(cli, click)
-        _command_running = False      # done: a late Ctrl-C must not turn exit codes into -2 or tracebacks
+        _command_running = False      # done: from here a Ctrl-C raises nothing (no traceback) ...
     except KeyboardInterrupt:         # a Ctrl-C between the command's end and the line above
         _command_running = False
         code = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # ... nor kills the interpreter's shutdown (exit code -2)
     if code == 130:     # interrupted, and cleaned up: leave before the interpreter's shutdown meets a pending Ctrl-C
         sys.stdout.flush()
         sys.stderr.flush()
