@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli.atomic import write_text_atomic
+from mlpcli.errors import DataError
 from mlpcli.npzfile import load_npz, save_npz
 
 ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info.json"
-REMAP_BYTES = 256 << 20   # a disk-read store is mapped afresh after mapping about this much, so RSS stays bounded
-MAPPED_PER_FAULT = 2 << 20   # what a page fault on a cached file may map: a large folio (2 MiB on Linux 6.18)
+MAP_WHOLE_BYTES = 256 << 20   # a disk-read store up to this size is memory-mapped; a larger one read with pread
+REMAP_BYTES = 256 << 20       # rewrite_blocks maps its file afresh after this much, so RSS stays bounded
 
 
 @dataclass
@@ -68,39 +69,55 @@ class Store:
 
 
 class MappedRows:
-    """Rows of a .npy file, read through a memory map: `take` gathers a minibatch, slicing reads a block.
+    """Rows of a .npy file on disk: `take` gathers a minibatch, slicing reads a block.
 
-    Pages of a memory map count as the process's resident memory while it stays mapped, and a fault on a
-    page of a cached file maps the folio around it too (1-2 MiB measured): 5 MB of random 334-float rows
-    mapped 200 MB. The map is therefore made afresh once the rows gathered at random may have mapped
-    REMAP_BYTES, counting each row as its bytes and MAPPED_PER_FAULT, so a store larger than memory keeps
-    the resident memory bounded (the pages stay in the operating system's page cache, outside the process).
+    A file up to MAP_WHOLE_BYTES is read through one memory map, which then holds at most the file in the
+    process's resident memory. A larger one is read with pread, row by row (a gather) or block by block
+    (a slice), so the resident memory stays that of the rows asked for: memory-mapped, random rows kept
+    their pages mapped, and a page fault on a cached file maps a whole large folio around it (1-2 MiB
+    measured on Linux 6.18: 5 MB of random 334-float rows mapped 200 MB), while renewing the map to
+    drop them made every gather fault again, at 10-20 µs a fault against 1-2 µs for a pread.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._map = np.load(path, mmap_mode="r", allow_pickle=False)
-        self.shape, self.dtype = self._map.shape, self._map.dtype
-        self._gathered = 0          # bytes the gathers since the last map may have mapped
-        self._row_bytes = self.shape[1] * self.dtype.itemsize + MAPPED_PER_FAULT
+        header = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = header.shape, header.dtype
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        if header.nbytes <= MAP_WHOLE_BYTES or not header.flags.c_contiguous:
+            self._map, self._file = header, None
+        else:
+            self._map, self._file, self._offset = None, open(path, "rb", buffering=0), header.offset
+        del header
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def take(self, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Rows `index` (n,) into `out` (n, D)."""
-        np.take(self._mapped(len(index) * self._row_bytes), index, axis=0, out=out)
+        """Rows `index` (n,) into `out` (n, D), C-contiguous."""
+        if self._map is not None:
+            return np.take(self._map, index, axis=0, out=out)
+        for row, i in zip(out, index.tolist()):
+            self._read(row, i)
         return out
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        block = self._mapped(len(range(*rows.indices(self.shape[0]))) * self.shape[1] * self.dtype.itemsize)[rows]
-        return np.array(block)
+        if self._map is not None:
+            return np.array(self._map[rows])
+        start, stop, step = rows.indices(self.shape[0])
+        block = np.empty((max(0, stop - start), self.shape[1]), self.dtype)
+        if len(block):
+            self._read(block, start)
+        return block[::step]
 
-    def _mapped(self, nbytes: int) -> np.memmap:
-        self._gathered += nbytes
-        if self._gathered > REMAP_BYTES:
-            self._map, self._gathered = np.load(self.path, mmap_mode="r", allow_pickle=False), 0
-        return self._map
+    def _read(self, out: np.ndarray, start: int) -> None:
+        """Rows start.. into `out` (k, D) or (D,), contiguous, with one pread."""
+        if os.preadv(self._file.fileno(), [out], self._offset + start * self._row_bytes) != out.nbytes:
+            raise DataError(f"{self.path} is shorter than its header says; clear the cache (mlp cache clear)")
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
 
 
 class StackedRows:

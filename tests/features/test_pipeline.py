@@ -207,27 +207,35 @@ def test_the_least_recently_used_stores_go_first_beyond_the_size_limit(tmp_path)
     assert left == sorted([stores[0].path.name, stores[3].path.name])
 
 
-def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores):
+@pytest.mark.parametrize("map_whole", [256 << 20, 0], ids=["mapped", "pread"])
+def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores, monkeypatch, map_whole):
+    monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", map_whole)
     store = pipeline().fit(split(images(30, 0)), np.random.default_rng(0), stores)
     whole, mapped = store.rows(in_memory=True), store.rows(in_memory=False)
     assert isinstance(mapped, MappedRows) and len(mapped) == 30
     index = np.random.default_rng(1).permutation(30)[:12]
     np.testing.assert_array_equal(mapped.take(index, np.empty((12, 90), np.float32)), whole[index])
-    np.testing.assert_array_equal(mapped[5:17], whole[5:17])
+    for rows in (slice(5, 17), slice(0, 30), slice(28, 40), slice(3, 20, 4), slice(7, 7)):
+        np.testing.assert_array_equal(mapped[rows], whole[rows])
 
 
-def test_random_gathers_from_a_cached_store_keep_the_resident_memory_bounded(tmp_path, monkeypatch):
+def test_random_gathers_from_a_large_store_keep_the_resident_memory_bounded(tmp_path, monkeypatch):
     """A fault on a cached file maps the folio around the page too: gathering a few MB of random small rows
-    mapped the whole 64 MB file until the map was renewed by what it may map, not by the bytes gathered."""
-    monkeypatch.setattr(store_module, "REMAP_BYTES", 8 << 20)
+    through a memory map mapped the whole 64 MB file; a store over MAP_WHOLE_BYTES is read with pread."""
+    monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", 8 << 20)
     path = tmp_path / "rows.npy"
-    np.save(path, np.ones((48_000, 334), np.float32))       # 64 MB, in the page cache once written
-    mapped, out = MappedRows(path), np.empty((4, 334), np.float32)
+    rows = np.random.default_rng(0).standard_normal((48_000, 334)).astype(np.float32)
+    np.save(path, rows)                                      # 64 MB, in the page cache once written
+    mapped, out = MappedRows(path), np.empty((200, 334), np.float32)
     rng, process = np.random.default_rng(0), psutil.Process()
     before = process.memory_info().rss
-    for _ in range(500):                                     # 2,000 rows, 2.7 MB gathered at random
-        mapped.take(rng.integers(0, 48_000, 4), out)
-    assert process.memory_info().rss - before < 24 << 20
+    for _ in range(100):                                     # 20,000 rows, 27 MB gathered at random
+        index = rng.integers(0, 48_000, 200)
+        np.testing.assert_array_equal(mapped.take(index, out), rows[index])
+    assert process.memory_info().rss - before < 16 << 20
+    np.save(path, rows[:1000])
+    with pytest.raises(DataError, match="shorter than its header"):
+        mapped.take(np.array([47_999]), out[:1])
 
 
 def test_column_stats_in_row_blocks_equal_numpy():
