@@ -39,7 +39,6 @@ def map_row_blocks(work: Callable[[slice], object], n_rows: int, block_rows: int
         return list(pool.map(work, blocks))
 
 
-MALLOC_THRESHOLD = 32 << 20  # bytes: glibc's largest adaptive mmap threshold on 64-bit
 MIN_SPLIT_FLOPS = 8e6   # smaller products run whole: handing them to threads would cost more than it saves
 _product_threads: ContextVar[ThreadPoolExecutor | None] = ContextVar("product_threads", default=None)
 
@@ -98,6 +97,9 @@ def single_threaded_blas() -> threadpool_limits:
 def blas_threads(threads: int | None) -> threadpool_limits:
     """A context in which BLAS uses at most `threads` threads (None: as many as it would anyway)."""
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+MALLOC_THRESHOLD = 32 << 20  # bytes: glibc's largest adaptive mmap threshold on 64-bit
 
 
 def undo_malloc_trim() -> None:

@@ -71,24 +71,21 @@ class Store:
 class MappedRows:
     """Rows of a .npy file on disk: `take` gathers a minibatch, slicing reads a block.
 
-    A file up to MAP_WHOLE_BYTES is read through one memory map, which then holds at most the file in the
-    process's resident memory. A larger one is read with pread, row by row (a gather) or block by block
-    (a slice), so the resident memory stays that of the rows asked for: memory-mapped, random rows kept
-    their pages mapped, and a page fault on a cached file maps a whole large folio around it (1-2 MiB
-    measured on Linux 6.18: 5 MB of random 334-float rows mapped 200 MB), while renewing the map to
-    drop them made every gather fault again, at 10-20 µs a fault against 1-2 µs for a pread.
+    A file up to MAP_WHOLE_BYTES is read through one memory map (at most the file stays resident). A larger
+    one is read with pread: through a memory map, each page fault on a cached file maps the large folio
+    around the page (1-2 MiB on Linux 6.18), so random minibatches made the whole store resident, and
+    renewing the map to drop it made every gather fault again (10-20 µs a fault, 1-2 µs a pread).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        header = np.load(path, mmap_mode="r", allow_pickle=False)
-        self.shape, self.dtype = header.shape, header.dtype
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = mapped.shape, mapped.dtype
         self._row_bytes = self.shape[1] * self.dtype.itemsize
-        if header.nbytes <= MAP_WHOLE_BYTES or not header.flags.c_contiguous:
-            self._map, self._file = header, None
+        if mapped.nbytes <= MAP_WHOLE_BYTES or not mapped.flags.c_contiguous:
+            self._map, self._file = mapped, None
         else:
-            self._map, self._file, self._offset = None, open(path, "rb", buffering=0), header.offset
-        del header
+            self._map, self._file, self._offset = None, open(path, "rb", buffering=0), mapped.offset
 
     def __len__(self) -> int:
         return self.shape[0]
