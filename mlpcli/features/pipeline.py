@@ -32,7 +32,6 @@ from mlpcli.schema import to_dict
 
 STATS_ROWS = 1024      # rows per block of the statistics and normalization passes (bounds their memory)
 TASKS_PER_SPLIT = 16   # a split is cut into at least this many tasks (when chunks allow), to keep the cores even
-MIN_TASK_IMAGES = 250  # ... of at least this many images (a smaller split is one task, run in this process)
 IMAGES = (Images(),)   # the views of a split without mirror images or copies: the images alone
 
 
@@ -143,13 +142,14 @@ class FeaturePipeline:
     def _extract(self, data: Dataset, stores: StoreRoot, key: str, pool: ProcessPool | None,
                  views: tuple[View, ...], label: str, normalize: bool = False):
         """Write the (raw, or with `normalize` standardized) features of the `views` of `data` into a new store;
-        returns the writer and the (V·N,) unreadable mask. The split is cut into TASKS_PER_SPLIT tasks for the
-        worker processes, each of at most features.chunk and at least MIN_TASK_IMAGES images."""
+        returns the writer and the (V·N,) unreadable mask. A split larger than features.chunk is cut into tasks
+        of at most that many images, and at least TASKS_PER_SPLIT of them, for the worker processes."""
         n = len(data)
         dim = sum(self.dims(data.image_shape))
         writer = stores.create(key, len(views) * n, dim, self.dtype,
                                {"split": data.key, "features": self.names, "views": [view.name for view in views]})
-        step = max(1, min(self.cfg.chunk, max(MIN_TASK_IMAGES, -(-n // TASKS_PER_SPLIT))))   # one task runs here
+        chunk = self.cfg.chunk           # a split of one chunk runs here; a larger one on the worker processes
+        step = max(1, n if n <= chunk else min(chunk, -(-n // TASKS_PER_SPLIT)))
         tasks = [Chunk(data.part(slice(start, min(start + step, n))), start, n, views) for start in range(0, n, step)]
         job = ChunkJob(self, writer.rows_path, normalize)
         unreadable = np.zeros(len(views) * n, bool)
