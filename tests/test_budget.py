@@ -3,7 +3,6 @@ gradcheck allocate, and what cannot fit is refused in one line before anything l
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from mlpcli.errors import ConfigError
 from mlpcli.nn.gradcheck import check_model
 from mlpcli.nn.model import MLP
 from tests.conftest import TINY
-from tests.helpers import traced_peak
+from tests.helpers import run_with_peak, traced_peak
 
 MODELS = st.fixed_dictionaries({"hidden": st.lists(st.integers(1, 12), max_size=3),
                                 "activation": st.sampled_from(["relu", "tanh", "maxout"]),
@@ -99,12 +98,9 @@ def test_an_address_space_limit_lowers_what_is_available():
 ])
 def test_real_runs_that_cannot_fit_stop_at_once_in_one_line(tmp_path, args, what):
     limit = 2 << 30
-    process = subprocess.Popen([sys.executable, "-m", "mlpcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=tmp_path,
-                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 1
-    assert stderr.startswith(f"Error: {what} about ") and len(stderr.splitlines()) == 1, stderr
-    assert usage.ru_maxrss < 400 << 10                       # KiB: refused before allocating
+    done = run_with_peak([sys.executable, "-m", "mlpcli", *args], cwd=tmp_path,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert done.code == 1
+    assert done.stderr.startswith(f"Error: {what} about ") and len(done.stderr.splitlines()) == 1, done.stderr
+    assert 0 < done.peak_kib < 400 << 10                     # KiB: refused before allocating
     assert list(tmp_path.iterdir()) == []

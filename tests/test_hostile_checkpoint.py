@@ -6,9 +6,7 @@ nothing that is read, loads exactly as the original — in bounded time and memo
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 import zlib
@@ -28,6 +26,7 @@ from mlpcli.errors import CheckpointError
 from mlpcli.schema import to_dict
 from mlpcli.train import Progress
 from tests.conftest import TINY
+from tests.helpers import run_with_peak
 from tests.helpers import sha256, traced_peak
 from tests.hostile import Member, Template, hostile_checkpoints, members_of, npy_header, stored, zip_bytes
 
@@ -137,13 +136,10 @@ def test_hostile_checkpoints_in_real_processes_use_little_memory(template, tmp_p
     hostile = data.draw(hostile_checkpoints(template).filter(lambda h: h.invalid))
     path = tmp_path / "hostile.npz"
     path.write_bytes(hostile.checkpoint)
-    process = subprocess.Popen([sys.executable, "-m", "mlpcli", "eval", str(path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 1
-    assert len(stderr.splitlines()) == 1 and stderr.startswith(f"Error: {path}: "), (hostile.what, stderr)
-    assert usage.ru_maxrss < 400 << 10, f"{usage.ru_maxrss:,} KiB"      # ru_maxrss is in KiB on Linux
+    done = run_with_peak([sys.executable, "-m", "mlpcli", "eval", str(path)])
+    assert done.code == 1
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(f"Error: {path}: "), (hostile.what, done.stderr)
+    assert 0 < done.peak_kib < 400 << 10, f"{done.peak_kib:,} KiB"
 
 
 def rewritten(template: Template, path: Path, **meta) -> Path:
