@@ -26,7 +26,7 @@ from mlpcli.data.augment import augmented_copies, evaluation_views, training_vie
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
-from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot
+from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot, take_rows
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, Optimizer, learning_rate
@@ -288,10 +288,7 @@ class Minibatches:
         """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of the buffers)."""
         index = order[step * self.size:(step + 1) * self.size]
         m = len(index)
-        if isinstance(self.rows, np.ndarray):
-            np.take(self.rows, index, axis=0, out=self._xb[:m])
-        else:
-            self.rows.take(index, self._xb[:m])
+        take_rows(self.rows, index, self._xb[:m])
         np.take(self.y, index, out=self._yb[:m])
         return self._xb[:m], self._yb[:m]
 

@@ -136,9 +136,15 @@ class StackedRows:
             mine = np.flatnonzero(part_of == i)
             if len(mine):
                 local = index[mine] - self.starts[i]
-                out[mine] = rows.take(local, np.empty((len(mine), self.shape[1]), self.dtype)) \
-                    if isinstance(rows, MappedRows) else rows[local]
+                out[mine] = take_rows(rows, local, np.empty((len(mine), self.shape[1]), self.dtype))
         return out
+
+
+def take_rows(rows: np.ndarray | MappedRows | StackedRows, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Rows `index` (n,) of `rows` (R, D) — in memory, on disk or stacked — into `out` (n, D)."""
+    if isinstance(rows, np.ndarray):
+        return np.take(rows, index, axis=0, out=out)
+    return rows.take(index, out)
 
 
 def _allocate(path: Path) -> None:
