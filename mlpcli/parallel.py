@@ -14,7 +14,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -125,7 +127,8 @@ class ProcessPool:
     kept until `close`; with one worker or one item the work runs in this process instead.
 
     Workers start from a fork server that has imported mlpcli (fast, and safe beside threads), ignore
-    Ctrl-C (this process stops them) and run BLAS on one thread.
+    Ctrl-C (this process stops them), exit when this process ends however it ends (kill -9 included), and
+    run BLAS on one thread.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -145,7 +148,8 @@ class ProcessPool:
             context = multiprocessing.get_context(method)
             if method == "forkserver":
                 context.set_forkserver_preload(["mlpcli.features.pipeline"])
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
+                                                 initargs=(os.getpid(),))
         return self._executor
 
     @staticmethod
@@ -178,6 +182,25 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _worker_start() -> None:
+def _worker_start(parent: int) -> None:
     ignore_interrupts()
+    _exit_with(parent)
     threadpool_limits(limits=1, user_api="blas")
+
+
+def _exit_with(parent: int) -> None:
+    """In a worker process: exit as soon as process `parent` (the pool's owner) has ended. Workers come from
+    the fork server and hold its keep-alive pipe, so after a kill -9 of mlp neither the fork server nor a
+    worker waiting for its next task would ever notice; without pidfds (Linux 5.3) this does nothing."""
+    try:
+        handle = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        return
+
+    def watch() -> None:
+        select.select([handle], [], [])      # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

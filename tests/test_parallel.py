@@ -9,6 +9,7 @@ import sys
 import threading
 
 import numpy as np
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,3 +85,21 @@ def test_undo_malloc_trim_lets_large_temporaries_reuse_their_memory(undone):
                          capture_output=True, text=True, check=True).stdout
     faults = int(out)
     assert faults < 1000 if undone else faults > 5000
+
+
+def test_worker_processes_end_with_a_parent_killed_by_signal_9():
+    """kill -9 of a process whose ProcessPool is up leaves no fork server or worker behind."""
+    script = ("import time; from mlpcli.parallel import ProcessPool; pool = ProcessPool(2); "
+              "list(pool.map(time.sleep, [0.01, 0.01])); print('up', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 3                              # the fork server and two workers
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(family, timeout=20)
+    for orphan in alive:
+        orphan.kill()
+    assert not alive, [p.cmdline() for p in alive]
