@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -267,8 +268,11 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
 
 class Minibatches:
     """Shuffled minibatches of feature rows X (R, D), in memory, memory-mapped or stacked, with labels y (R,),
-    of the rows `usable` (None: all), gathered into two reused buffers (batch, D) and (batch,). `rows` may be
-    replaced between epochs by other rows of the same shape (data.augment.redraw)."""
+    of the rows `usable` (None: all), gathered into two reused pairs of buffers (batch, D) and (batch,). `rows`
+    may be replaced between epochs by other rows of the same shape (data.augment.redraw).
+
+    Rows not in memory (a store read from disk) are gathered one batch ahead, on a thread, while the current
+    batch trains: the reads (a pread per row of a large store) then cost the step no time."""
 
     def __init__(self, X: np.ndarray | MappedRows | StackedRows, y: np.ndarray, usable: np.ndarray | None,
                  batch_size: int) -> None:
@@ -276,7 +280,10 @@ class Minibatches:
         self.n = len(y) if usable is None else len(usable)        # rows per epoch
         self.size = min(batch_size, self.n)
         self.steps = -(-self.n // self.size)                        # batches per epoch
-        self._xb, self._yb = np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype)
+        self._buffers = [(np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype))
+                         for _ in range(2)]
+        self._ahead: tuple[np.ndarray, int, Future] | None = None   # (order, step, its gather) under way
+        self._reader: ThreadPoolExecutor | None = None
         self.rows = X
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
@@ -285,12 +292,32 @@ class Minibatches:
         return order if self.usable is None else self.usable[order]
 
     def batch(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of the buffers)."""
+        """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of a buffer pair, valid
+        until the next call)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            gathered = ahead[2].result()          # also when not asked for: it writes the other buffer pair
+            if ahead[0] is order and ahead[1] == step:
+                self._read_ahead(order, step + 1)
+                return gathered
+        gathered = self._gather(order, step)
+        self._read_ahead(order, step + 1)
+        return gathered
+
+    def _read_ahead(self, order: np.ndarray, step: int) -> None:
+        if isinstance(self.rows, np.ndarray) or step >= self.steps:
+            return
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="minibatches")
+        self._ahead = (order, step, self._reader.submit(self._gather, order, step))
+
+    def _gather(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
         index = order[step * self.size:(step + 1) * self.size]
         m = len(index)
-        take_rows(self.rows, index, self._xb[:m])
-        np.take(self.y, index, out=self._yb[:m])
-        return self._xb[:m], self._yb[:m]
+        xb, yb = self._buffers[step % 2]
+        take_rows(self.rows, index, xb[:m])
+        np.take(self.y, index, out=yb[:m])
+        return xb[:m], yb[:m]
 
 
 @dataclass
