@@ -4,6 +4,7 @@ of its trials, all validated before the first trial starts."""
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def load_spec(config: str | Path | None, args: list[str], settings: dict[str, An
     spec = _with_absolute_paths(spec)    # workers (and a resumed driver) may run in other folders
     check_spec(spec)
     plan(spec)
+    _warn_if_halving_ranks_lr(spec)
     return spec
 
 
@@ -120,6 +122,17 @@ def feature_key(cfg: Config) -> str:
     return repr(sorted((key, repr(value)) for key, value in flat.items()
                        if any(key == part or key.startswith(part + ".") or key.startswith(part + "[")
                               for part in FEATURE_KEYS)))
+
+
+def _warn_if_halving_ranks_lr(spec: Config) -> None:
+    """Successive halving over learning rates under a decaying schedule prunes the large ones too early."""
+    sweep = spec.sweep
+    decays = spec.optim.schedule != "constant" or "optim.schedule" in sweep.params
+    if sweep.prune == "halving" and "optim.lr" in sweep.params and decays:
+        warnings.warn("successive halving ranks the configurations after their first epochs, when a decaying "
+                      "optim.schedule has barely begun: larger optim.lr values score lower there and can be "
+                      "pruned before they would lead (BENCHMARKS.md, Sweeps); fix optim.lr, use "
+                      "optim.schedule=constant, or sweep it without pruning")
 
 
 def rungs(spec: Config) -> list[int | None]:

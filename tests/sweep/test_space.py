@@ -133,3 +133,17 @@ def test_command_line_spaces_join_the_config_section(tmp_path):
 def test_every_trial_is_validated_before_anything_runs(args, settings_, message):
     with pytest.raises(ConfigError, match=message):
         load_spec(None, args, settings_)
+
+
+@pytest.mark.parametrize("args, settings_, warned", [
+    (["optim.lr=0.01,0.1"], {"prune": "halving"}, True),                             # the default step schedule
+    (["optim.lr=0.01,0.1", "optim.schedule=cosine"], {"prune": "halving"}, True),
+    (["optim.lr=0.01,0.1", "optim.schedule=constant,cosine"], {"prune": "halving"}, True),
+    (["optim.lr=0.01,0.1", "optim.schedule=constant"], {"prune": "halving"}, False),
+    (["reg=0.001,0.01"], {"prune": "halving"}, False),
+    (["optim.lr=0.01,0.1"], {}, False),
+])
+def test_halving_over_learning_rates_under_a_decaying_schedule_warns(args, settings_, warned, recwarn):
+    load_spec(None, args, settings_)
+    messages = [str(w.message) for w in recwarn if "successive halving ranks" in str(w.message)]
+    assert len(messages) == int(warned)

@@ -128,8 +128,8 @@ def test_trials_share_features_unless_data_features_or_seed_differ():
 
 
 def test_successive_halving_continues_the_best_from_their_checkpoints(base, tmp_path, client):
-    sweep, records = sweep_of(base, ["optim.lr=0.003,0.01,0.03,0.1"], tmp_path / "sweep", client,
-                              {"prune": "halving"})
+    sweep, records = sweep_of(base, ["optim.lr=0.003,0.01,0.03,0.1", "optim.schedule=constant"], tmp_path / "sweep",
+                              client, {"prune": "halving"})
     spec = sweep.load_spec()
     assert spec.train.epochs == 4 and spec.sweep.eta == 3
     statuses = sorted((r["status"], r["epochs"]) for r in records)
@@ -246,8 +246,8 @@ def test_driver_killed_or_interrupted_then_resume_keeps_and_finishes(tmp_path, s
 
 
 def test_report_of_a_sweep_links_every_trial(base, tmp_path, client):
-    sweep, records = sweep_of(base, ["optim.lr=0.003,0.03,0.3", "train.epochs=3"], tmp_path / "sweep", client,
-                              {"seeds": 2, "prune": "halving"})
+    sweep, records = sweep_of(base, ["optim.lr=0.003,0.03,0.3", "optim.schedule=constant", "train.epochs=3"],
+                              tmp_path / "sweep", client, {"seeds": 2, "prune": "halving"})
     done = CliRunner().invoke(cli, ["report", str(sweep.path)])
     assert done.exit_code == 0, done.output
     page = (sweep.path / "report.html").read_text()
