@@ -44,6 +44,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 CHUNK = 500           # files per pool task of `parallel_map`
 HEADER_SAMPLE = 2000  # files whose headers choose the default size and mode
 KEY_FORMAT = 2        # bump when the same files start giving other pixels
+READ_AHEAD = 64       # files the kernel is asked to start reading before their turn to be decoded
 
 
 @dataclass
@@ -100,9 +101,14 @@ class FileReader:
     def read(self, index: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         images = np.zeros((len(index), *self.image_shape), np.uint8)
         problems = {}
-        for row, i in enumerate(index):
+        paths = [self.paths[i] for i in index]
+        for path in paths[:READ_AHEAD]:
+            _will_need(path)
+        for row, path in enumerate(paths):
+            if row + READ_AHEAD < len(paths):
+                _will_need(paths[row + READ_AHEAD])
             try:
-                images[row] = read_image(self.paths[i], self.size, self.mode)
+                images[row] = read_image(path, self.size, self.mode)
             except DataError as err:
                 if self.on_error == "raise":
                     raise DataError(f"{err}; delete or fix it, or set data.on_error=skip to leave such images "
@@ -114,6 +120,24 @@ class FileReader:
         part = FileReader([self.paths[i] for i in index], self.size, self.mode, self.on_error, self.root)
         part._key = self._key
         return part
+
+
+def _will_need(path: str) -> None:
+    """Ask the kernel to start reading the regular file `path` into its cache, without waiting: with a cold
+    cache (files not read for a while), decoding then finds the file in memory instead of waiting for the
+    disk (cores were 30% idle on 200,000 JPEGs). Anything that fails is left to the decoding to report."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def scan(root: Path) -> Listing:
