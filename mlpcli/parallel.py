@@ -18,7 +18,7 @@ import select
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -123,8 +123,8 @@ def undo_malloc_trim() -> None:
 
 
 class ProcessPool:
-    """Worker processes, one per core (or `workers`), started on the first `map` of two or more items and
-    kept until `close`; with one worker or one item the work runs in this process instead.
+    """Worker processes, one per core (or `workers`), started on the first `map` of two or more items (or the
+    first `submit`) and kept until `close`; a `map` with one worker or one item runs in this process instead.
 
     Workers start from a fork server that has imported mlpcli (fast, and safe beside threads), ignore
     Ctrl-C (this process stops them), exit when this process ends however it ends (kill -9 included), and
@@ -152,13 +152,20 @@ class ProcessPool:
                                                  initargs=(os.getpid(),))
         return self._executor
 
+    def submit(self, fn: Callable, *args) -> Future:
+        """fn(*args) started on a worker process, even with one worker; its value from `result`."""
+        return self._start().submit(fn, *args)
+
+    @staticmethod
+    def result(future: Future):
+        """The value of a `submit`ted call, waiting for it."""
+        with _worker_deaths():
+            return future.result()
+
     @staticmethod
     def _results(results: Iterator) -> Iterator:
-        try:
+        with _worker_deaths():
             yield from results
-        except BrokenProcessPool:
-            raise MlpError("a worker process died (killed, or out of memory); lower features.chunk, "
-                           "or free some memory, and run again") from None
 
     def close(self) -> None:
         if self._executor is not None:
@@ -170,6 +177,16 @@ class ProcessPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def _worker_deaths() -> Iterator[None]:
+    """A worker process that died becomes a one-line error."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise MlpError("a worker process died (killed, or out of memory); lower features.chunk, "
+                       "or free some memory, and run again") from None
 
 
 def available_memory() -> int:

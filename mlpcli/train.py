@@ -11,8 +11,8 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -27,7 +27,8 @@ from mlpcli.data.augment import augmented_copies, evaluation_views, training_vie
 from mlpcli.data.dataset import Dataset
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
 from mlpcli.features.pipeline import FeaturePipeline
-from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot, take_rows
+from mlpcli.features.ahead import SharedSlots
+from mlpcli.features.store import MappedRows, StackedRows, Store, StoreRoot, reads_by_row, take_rows
 from mlpcli.metrics import classification_report
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS, Optimizer, learning_rate
@@ -39,6 +40,7 @@ from mlpcli.seeding import generators
 
 SAMPLES = 6   # validation images kept for pictures
 AUTO_MEMORY_BYTES = 1 << 30   # features.load=auto trains from memory up to this size of feature rows
+GROUP_BYTES = 4 << 20         # rows gathered at a time on a worker process from a store read row by row
 
 
 class Interrupted(MlpError):
@@ -224,7 +226,8 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
             cfg, prep.classes, prep.image_shape, prep.input_dim, model.params,
             prep.pipeline.state(), optimizer.state(), asdict(state), model.buffers))
 
-    batches = Minibatches(prep.features["train"].rows, *prep.features["train"].training_rows(), cfg.train.batch_size)
+    batches = Minibatches(prep.features["train"].rows, *prep.features["train"].training_rows(), cfg.train.batch_size,
+                          prep.pool)
     epochs = cfg.train.epochs
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     interrupt = _InterruptFlag()
@@ -239,7 +242,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
                               f"Continue with: mlp train --resume {run.path}")
 
     # overflow warnings are silenced: divergence is caught by train_epoch
-    with interrupt, bar, split_products(cfg.train.threads or os.cpu_count() or 1), \
+    with interrupt, bar, closing(batches), split_products(cfg.train.threads or os.cpu_count() or 1), \
             np.errstate(over="ignore", invalid="ignore"):
         while state.epoch < last_epoch and not state.stopped:
             tick = time.perf_counter()
@@ -268,56 +271,65 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
 
 class Minibatches:
     """Shuffled minibatches of feature rows X (R, D), in memory, memory-mapped or stacked, with labels y (R,),
-    of the rows `usable` (None: all), gathered into two reused pairs of buffers (batch, D) and (batch,). `rows`
-    may be replaced between epochs by other rows of the same shape (data.augment.redraw).
+    of the rows `usable` (None: all), gathered into reused buffers (batch, D) and (batch,). `rows` may be
+    replaced between epochs by other rows of the same shape (data.augment.redraw).
 
-    Rows not in memory (a store read from disk) are gathered one batch ahead, on a thread, while the current
-    batch trains: the reads (a pread per row of a large store) then cost the step no time."""
+    Rows read from the disk row by row (a store too large to map) are gathered a group of batches at a time
+    on a worker process of `pool`, one group ahead of the training (mlpcli.features.ahead); `close` ends that."""
 
     def __init__(self, X: np.ndarray | MappedRows | StackedRows, y: np.ndarray, usable: np.ndarray | None,
-                 batch_size: int) -> None:
+                 batch_size: int, pool: ProcessPool | None = None) -> None:
         self.y, self.usable = y, usable
         self.n = len(y) if usable is None else len(usable)        # rows per epoch
         self.size = min(batch_size, self.n)
         self.steps = -(-self.n // self.size)                        # batches per epoch
-        self._buffers = [(np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype))
-                         for _ in range(2)]
-        self._ahead: tuple[np.ndarray, int, Future] | None = None   # (order, step, its gather) under way
-        self._reader: ThreadPoolExecutor | None = None
+        self._xb, self._yb = np.empty((self.size, X.shape[1]), dtype=X.dtype), np.empty(self.size, dtype=y.dtype)
+        self.group = max(1, GROUP_BYTES // self._xb.nbytes)        # batches gathered at a time on a worker
+        self._pool = pool if pool is not None and pool.workers > 1 else None
+        self._slots: SharedSlots | None = None
+        self._groups: dict[int, tuple[np.ndarray, Future]] = {}    # group -> (order, its gathering)
         self.rows = X
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
-        """An epoch's row order (n,): a permutation drawn from `rng`."""
+        """The rows of one epoch in the order `rng` draws: a permutation of `usable` (or of all rows)."""
         order = rng.permutation(self.n)
         return order if self.usable is None else self.usable[order]
 
     def batch(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of a buffer pair, valid
-        until the next call)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            gathered = ahead[2].result()          # also when not asked for: it writes the other buffer pair
-            if ahead[0] is order and ahead[1] == step:
-                self._read_ahead(order, step + 1)
-                return gathered
-        gathered = self._gather(order, step)
-        self._read_ahead(order, step + 1)
-        return gathered
-
-    def _read_ahead(self, order: np.ndarray, step: int) -> None:
-        if isinstance(self.rows, np.ndarray) or step >= self.steps:
-            return
-        if self._reader is None:
-            self._reader = ThreadPoolExecutor(1, thread_name_prefix="minibatches")
-        self._ahead = (order, step, self._reader.submit(self._gather, order, step))
-
-    def _gather(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (m, D) and labels (m,) of batch `step` of an epoch in `order` (views of the buffers)."""
         index = order[step * self.size:(step + 1) * self.size]
         m = len(index)
-        xb, yb = self._buffers[step % 2]
-        take_rows(self.rows, index, xb[:m])
-        np.take(self.y, index, out=yb[:m])
-        return xb[:m], yb[:m]
+        np.take(self.y, index, out=self._yb[:m])
+        if self._pool is None or not reads_by_row(self.rows):
+            return take_rows(self.rows, index, self._xb[:m]), self._yb[:m]
+        group, first = divmod(step, self.group)
+        self._gather(order, group)
+        return self._slots.copy(group % 2, first * self.size, self._xb[:m]), self._yb[:m]
+
+    def _gather(self, order: np.ndarray, group: int) -> None:
+        """Wait until the rows of batches group·G … (group+1)·G − 1 of an epoch in `order` are in their slot,
+        having started the next group's gathering into the other slot."""
+        if self._slots is None:
+            self._slots = SharedSlots(self._pool, self.group * self.size, self._xb.shape[1], self._xb.dtype)
+        wanted = (group, group + 1)
+        for g, (was, job) in list(self._groups.items()):
+            if was is not order or g not in wanted:           # it may still write into a slot wanted now
+                self._pool.result(job)
+                del self._groups[g]
+        for g in wanted:
+            if g not in self._groups and g * self.group < self.steps:
+                index = order[g * self.group * self.size:(g + 1) * self.group * self.size]
+                self._groups[g] = (order, self._slots.gather(self.rows, index, g % 2))
+        self._pool.result(self._groups[group][1])
+
+    def close(self) -> None:
+        """Wait for gathering under way and free the shared memory."""
+        for _, job in self._groups.values():
+            job.exception()
+        self._groups = {}
+        if self._slots is not None:
+            self._slots.close()
+            self._slots = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from mlpcli import checkpoint, experiment, parallel
+from mlpcli import checkpoint, experiment, parallel, train as train_module
 from mlpcli.config import load_config
 from mlpcli.data.augment import augmented_copies
 from mlpcli.errors import CheckpointError, MlpError, TrainingError
@@ -260,7 +260,7 @@ def test_the_dropout_stream_leaves_the_streams_before_it_as_they_were():
 def test_training_from_memory_and_from_the_disk_store_gives_identical_checkpoints(tiny_config, tmp_path,
                                                                                  monkeypatch, map_whole):
     """Identical but for the features.load the checkpoint's config records; the store read through a memory
-    map or with pread (a large store), its minibatches gathered ahead on a thread."""
+    map or with pread (a large store), its minibatches gathered ahead on a worker process."""
     monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", map_whole)
     memory = run_once(tiny_config, tmp_path / "memory", ["features.load=memory", "data.flip=true"])
     disk = run_once(tiny_config, tmp_path / "disk", ["features.load=disk", "data.flip=true"])
@@ -273,30 +273,37 @@ def test_training_from_memory_and_from_the_disk_store_gives_identical_checkpoint
         assert a.keys() == b.keys() and all(a[key].tobytes() == b[key].tobytes() for key in a)
 
 
-def test_minibatches_read_ahead_from_disk_are_the_batches_gathered_in_memory(tmp_path, monkeypatch):
-    """In order, resumed mid-epoch, out of order and with rows replaced between epochs: the same batches,
-    each valid until the next call, while the next one is read ahead into the other buffers."""
+def test_minibatches_gathered_ahead_on_a_worker_process_are_the_batches_gathered_in_memory(tmp_path, monkeypatch):
+    """In order, resumed mid-epoch, out of order and with rows replaced between epochs: the same batches from
+    a store read row by row, gathered three batches at a time on a worker process, one group ahead; close
+    frees the shared memory."""
     monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", 0)          # pread, as a store of over 256 MB
+    monkeypatch.setattr(train_module, "GROUP_BYTES", 3 * 7 * 6 * 4)   # 3 batches of 7 rows of 6 float32
     rng = np.random.default_rng(0)
     X, y, usable = rng.standard_normal((50, 6)).astype(np.float32), rng.integers(0, 3, 50), np.arange(3, 50)
     np.save(tmp_path / "a.npy", X)
     np.save(tmp_path / "b.npy", X[::-1].copy())
-    memory, disk = Minibatches(X, y, usable, 7), Minibatches(MappedRows(tmp_path / "a.npy"), y, usable, 7)
-    calls = [(0, range(memory.steps)), (1, range(3, memory.steps)), (2, [5, 2, 3, 6, 0, 0, 1])]
-    for epoch, steps in calls:
-        if epoch == 2:
-            memory.rows, disk.rows = X[::-1].copy(), MappedRows(tmp_path / "b.npy")
-        order = memory.order(np.random.default_rng(epoch))
-        for step in steps:
-            (xm, ym), (xd, yd) = memory.batch(order, step), disk.batch(order, step)
-            index = order[step * 7:(step + 1) * 7]
-            np.testing.assert_array_equal(xd, np.asarray(memory.rows)[index])
-            np.testing.assert_array_equal(xd, xm)
-            np.testing.assert_array_equal(yd, ym)
-            if step + 1 < disk.steps:
-                assert disk._ahead[1] == step + 1
-                disk._ahead[2].result()
-            np.testing.assert_array_equal(xd, np.asarray(memory.rows)[index])   # not overwritten by the read-ahead
+    with parallel.ProcessPool(2) as pool:
+        memory, disk = Minibatches(X, y, usable, 7), Minibatches(MappedRows(tmp_path / "a.npy"), y, usable, 7, pool)
+        assert disk.group == 3 and disk.steps == 7
+        calls = [(0, range(memory.steps)), (1, range(4, memory.steps)), (2, [5, 2, 3, 6, 0, 0, 1])]
+        for epoch, steps in calls:
+            if epoch == 2:
+                memory.rows, disk.rows = X[::-1].copy(), MappedRows(tmp_path / "b.npy")
+            order = memory.order(np.random.default_rng(epoch))
+            for step in steps:
+                (xm, ym), (xd, yd) = memory.batch(order, step), disk.batch(order, step)
+                index = order[step * 7:(step + 1) * 7]
+                np.testing.assert_array_equal(xd, np.asarray(memory.rows)[index])
+                np.testing.assert_array_equal(xd, xm)
+                np.testing.assert_array_equal(yd, ym)
+                group = step // 3
+                assert all(job[0] is order for job in disk._groups.values())
+                assert group in disk._groups and (group + 1 in disk._groups) == ((group + 1) * 3 < disk.steps)
+        assert pool._executor is not None and pool._executor._processes   # the gathers went to worker processes
+        name = disk._slots._memory.name
+        disk.close()
+        assert not (Path("/dev/shm") / name.lstrip("/")).exists()
 
 
 def test_the_feature_stores_of_a_run_serve_the_next_one(tiny_config, tmp_path, monkeypatch):

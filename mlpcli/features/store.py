@@ -90,6 +90,14 @@ class MappedRows:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __reduce__(self):
+        return MappedRows, (self.path,)        # another process opens the file itself
+
+    @property
+    def by_row(self) -> bool:
+        """Whether a gather reads the disk row by row (pread) rather than through a memory map."""
+        return self._file is not None
+
     def take(self, index: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Rows `index` (n,) into `out` (n, D), C-contiguous."""
         if self._map is not None:
@@ -145,6 +153,13 @@ def take_rows(rows: np.ndarray | MappedRows | StackedRows, index: np.ndarray, ou
     if isinstance(rows, np.ndarray):
         return np.take(rows, index, axis=0, out=out)
     return rows.take(index, out)
+
+
+def reads_by_row(rows: np.ndarray | MappedRows | StackedRows) -> bool:
+    """Whether gathering rows of `rows` reads the disk row by row, and `rows` holds nothing in memory (so it
+    goes to another process as file names)."""
+    parts = [part for part, _ in rows.parts] if isinstance(rows, StackedRows) else [rows]
+    return all(isinstance(part, MappedRows) for part in parts) and any(part.by_row for part in parts)
 
 
 def _allocate(path: Path) -> None:
