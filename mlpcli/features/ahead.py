@@ -1,9 +1,9 @@
-"""Minibatch rows gathered ahead on a worker process, into shared memory.
+"""Minibatch rows gathered ahead on worker processes, into shared memory.
 
 A store too large to map is read with a pread per row (about 2 µs each): for a million rows that doubled the
-epoch. A worker process gathers the next group of batches while this one trains on the current group; the
-rows go into one of two slots of shared memory, and only a short message per group crosses between the
-processes (sending the rows through the pool's pipe cost the training process as much as reading them).
+epoch. Worker processes gather the next groups of batches while this one trains on the current group; the
+rows go into slots of shared memory, and only a short message per group crosses between the processes
+(sending the rows through the pool's pipe cost the training process as much as reading them).
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from mlpcli.parallel import ProcessPool
 
 
 class SharedSlots:
-    """Two slots of (rows, D) feature rows in shared memory, filled by `gather` on a worker process of `pool`.
+    """`count` slots of (rows, D) feature rows in shared memory, filled by `gather` on a worker process of `pool`.
     `close` frees them; if this process is killed, multiprocessing's resource tracker does."""
 
-    def __init__(self, pool: ProcessPool, rows: int, dim: int, dtype: np.dtype) -> None:
-        self.pool, self.shape, self.dtype = pool, (2, rows, dim), np.dtype(dtype)
-        self._memory = shared_memory.SharedMemory(create=True, size=max(1, 2 * rows * dim * self.dtype.itemsize))
+    def __init__(self, pool: ProcessPool, count: int, rows: int, dim: int, dtype: np.dtype) -> None:
+        self.pool, self.shape, self.dtype = pool, (count, rows, dim), np.dtype(dtype)
+        self._memory = shared_memory.SharedMemory(create=True, size=max(1, count * rows * dim * self.dtype.itemsize))
 
     def gather(self, rows: MappedRows | StackedRows, index: np.ndarray, slot: int) -> Future:
-        """Start gathering rows `index` (n ≤ rows,) of `rows` into slot `slot` (0 or 1) on a worker."""
+        """Start gathering rows `index` (n ≤ rows,) of `rows` into slot `slot` on a worker."""
         return self.pool.submit(gather_into, rows, index, self._memory.name, self.shape, self.dtype, slot)
 
     def copy(self, slot: int, start: int, out: np.ndarray) -> np.ndarray:
