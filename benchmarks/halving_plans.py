@@ -47,7 +47,8 @@ def halving(curve: dict[int, list[float]], points: list[int], eta: int, seeds: i
     return alive, spent + len(alive) * seeds * (epochs - done)
 
 
-def cheapest_plan(curve: dict[int, list[float]], good: set[int], seeds: int) -> tuple[int, list[tuple[int, int]]] | None:
+def cheapest_plan(curve: dict[int, list[float]], good: set[int],
+                  seeds: int) -> tuple[int, list[tuple[int, int]]] | None:
     """(trial-epochs, [(rung epoch, configurations kept), ...]) of the cheapest plan ending with a `good`
     configuration among its survivors; branch and bound over every plan."""
     epochs = len(next(iter(curve.values())))
