@@ -55,6 +55,21 @@ class Store:
             return np.load(self.path / ROWS, allow_pickle=False)
         return MappedRows(self.path / ROWS)
 
+    def intact(self) -> bool:
+        """Whether rows.npy holds, whole, the (rows, dim) array of info.json's dtype (a cache file truncated
+        or rewritten since is not)."""
+        try:
+            info = self.info
+            with open(self.path / ROWS, "rb") as f:
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
+                shape, fortran, dtype = read_header(f)
+                size = f.tell() + int(np.prod(shape)) * dtype.itemsize
+                return (tuple(shape) == (info["rows"], info["dim"]) and not fortran
+                        and dtype == np.dtype(info["dtype"]) and os.fstat(f.fileno()).st_size == size)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def unreadable(self) -> np.ndarray | None:
         """(R,) bool: rows of images that could not be read; None when every image was read."""
         path = self.path / UNREADABLE
@@ -199,12 +214,15 @@ class StoreRoot:
         self.in_use: set[str] = set()
 
     def open(self, key: str) -> Store | None:
-        """The finished store `key`, marked as just used; None if there is none (or it is damaged)."""
+        """The finished store `key`, marked as just used; None if there is none, or if it is damaged (then
+        removed, to be built again)."""
         store = Store(self.path / key)
         try:
             os.utime(store.path / INFO)
-            store.info
-        except (OSError, ValueError):
+        except OSError:
+            return None
+        if not store.intact():
+            shutil.rmtree(store.path, ignore_errors=True)
             return None
         self.in_use.add(key)
         return store
@@ -286,7 +304,8 @@ def cache_contents(cache_dir: str) -> list[dict]:
             info = json.loads((folder / INFO).read_text(encoding="utf-8"))
             entry |= {"rows": int(info["rows"]), "dim": int(info["dim"]), "dtype": str(info["dtype"]),
                       "features": [str(name) for name in info.get("features", [])],
-                      "last_used": (folder / INFO).stat().st_mtime, "status": "ready"}
+                      "last_used": (folder / INFO).stat().st_mtime,
+                      "status": "ready" if Store(folder).intact() else "damaged"}
         except (OSError, ValueError, KeyError, TypeError):
             status = "unfinished" if folder.name.endswith(".part") else "damaged" if folder.is_dir() else "old format"
             entry |= {"last_used": folder.stat().st_mtime, "status": status}
