@@ -56,17 +56,15 @@ class Store:
         return MappedRows(self.path / ROWS)
 
     def intact(self) -> bool:
-        """Whether rows.npy holds, whole, the (rows, dim) array of info.json's dtype (a cache file truncated
-        or rewritten since is not)."""
+        """Whether the files hold what info.json promises (a cache file cut short, lengthened or rewritten since
+        does not): rows.npy whole, (rows, dim) of its dtype; unreadable.npy, if any, whole, (rows,) bool;
+        state.npz readable."""
         try:
             info = self.info
-            with open(self.path / ROWS, "rb") as f:
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
-                shape, fortran, dtype = read_header(f)
-                size = f.tell() + int(np.prod(shape)) * dtype.itemsize
-                return (tuple(shape) == (info["rows"], info["dim"]) and not fortran
-                        and dtype == np.dtype(info["dtype"]) and os.fstat(f.fileno()).st_size == size)
+            return (_npy_whole(self.path / ROWS, (info["rows"], info["dim"]), np.dtype(info["dtype"]))
+                    and (not (self.path / UNREADABLE).exists()
+                         or _npy_whole(self.path / UNREADABLE, (info["rows"],), np.dtype(bool)))
+                    and isinstance(self.state(), dict))
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
@@ -161,6 +159,18 @@ class StackedRows:
                 local = index[mine] - self.starts[i]
                 out[mine] = take_rows(rows, local, np.empty((len(mine), self.shape[1]), self.dtype))
         return out
+
+
+def _npy_whole(path: Path, shape: tuple, dtype: np.dtype) -> bool:
+    """Whether the .npy file at `path` holds a C-order array of `shape` and `dtype`, with nothing missing or
+    left over."""
+    with open(path, "rb") as f:
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
+        found, fortran, found_dtype = read_header(f)
+        size = f.tell() + int(np.prod(found)) * found_dtype.itemsize
+        return (tuple(found) == tuple(shape) and not fortran and found_dtype == dtype
+                and os.fstat(f.fileno()).st_size == size)
 
 
 def take_rows(rows: np.ndarray | MappedRows | StackedRows, index: np.ndarray, out: np.ndarray) -> np.ndarray:
