@@ -62,13 +62,14 @@ class SweepDir:
         if not self.trials.exists():
             return {}
         records = {}
-        for number, line in enumerate(self.trials.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(self.trials.read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MlpError(f"{self.trials}, line {number}: not valid JSON ({err.msg}); remove the line to run "
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                why = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+                raise MlpError(f"{self.trials}, line {number}: not valid JSON ({why}); remove the line to run "
                                f"that trial again") from None
             problem = _problem(record)
             if problem:

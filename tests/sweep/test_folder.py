@@ -51,6 +51,18 @@ def test_garbage_lines(sweep, line):
         sweep.read_trials()
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=st.binary(min_size=1, max_size=40))
+def test_any_bytes_appended_are_a_record_or_an_error_naming_their_line(sweep, line):
+    sweep.trials.write_bytes(json.dumps(RECORD).encode() + b"\n" + line)
+    try:
+        records = sweep.read_trials()
+    except MlpError as err:
+        assert str(err).startswith(f"{sweep.trials}, line ") and "\n" not in str(err)
+        return
+    assert records[RECORD["trial"]] == RECORD
+
+
 def test_a_used_out_folder_is_refused(sweep):
     with pytest.raises(MlpError, match=f"continue it with `mlp sweep --resume {sweep.path}`"):
         SweepDir.create(load_spec(None, ["optim.lr=0.1,0.2"]), sweep.path)
