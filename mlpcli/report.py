@@ -84,12 +84,21 @@ def write_report(run_dir: str | Path, classifier: Classifier | None = None, val:
         _per_class_section(summary),
         _examples_section(examples, len(val)),
         "<h2>Config</h2>",
-        f"<pre>{_e(run.config.read_text(encoding='utf-8'))}</pre>",
+        f"<pre>{_e(_config_text(run))}</pre>",
         "</body></html>",
     ])
     path = run.path / "report.html"
     write_text_atomic(path, page)
     return path
+
+
+def _config_text(run: RunDir) -> str:
+    """The run's config.yaml as shown on the page (what the scores used comes from the checkpoint): bytes that
+    are not UTF-8 shown as U+FFFD, a missing file said so."""
+    try:
+        return run.config.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        return f"({run.config.name} cannot be read: {err.strerror})"
 
 
 def validation_split(cfg) -> Dataset:

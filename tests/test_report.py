@@ -90,6 +90,13 @@ def test_report_is_self_contained(run):
                                                                   "summary.json", "report.html", *plots])
 
 
+def test_a_config_file_with_bytes_that_are_not_utf8_is_shown_with_replacement_characters(run):
+    with open(run.folder / "config.yaml", "ab") as f:
+        f.write(b"# \xff\xfe caf\xe9\n")
+    page = write_report(run.folder, run.classifier, run.val).read_text(encoding="utf-8")
+    assert "# \ufffd\ufffd caf\ufffd" in page
+
+
 def test_report_shows_the_most_confident_mistakes_with_their_images(run):
     html = write_report(run.folder, run.classifier, run.val, max_examples=5).read_text(encoding="utf-8")
     probabilities = softmax(run.classifier.scores(run.val.images))
