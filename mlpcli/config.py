@@ -14,6 +14,7 @@ import yaml
 
 from mlpcli.errors import ConfigError, quote
 from mlpcli.limits import MAX_COUNT, MAX_IMAGES, MAX_LAYERS, MAX_SIDE, MAX_WIDTH
+from mlpcli.readfile import read_regular
 from mlpcli.safeyaml import load_yaml
 from mlpcli.schema import from_dict, option, to_dict, unknown_key_message
 
@@ -278,8 +279,7 @@ def read_yaml(path: str | Path) -> dict:
     """The mapping in YAML file `path`, or a ConfigError naming the file and the problem."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        data = read_regular(path, MAX_CONFIG_BYTES)
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None

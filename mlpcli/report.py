@@ -23,6 +23,7 @@ from mlpcli.data.dataset import Dataset
 from mlpcli.errors import MlpError
 from mlpcli.metrics import confusion_matrix, macro_f1, per_class
 from mlpcli.predictor import Classifier, softmax
+from mlpcli.readfile import read_regular
 from mlpcli.rundir import RunDir
 from mlpcli.runs import format_duration, read_summary
 from mlpcli.seeding import generators
@@ -96,7 +97,7 @@ def _config_text(run: RunDir) -> str:
     """The run's config.yaml as shown on the page (what the scores used comes from the checkpoint): bytes that
     are not UTF-8 shown as U+FFFD, a missing file said so."""
     try:
-        return run.config.read_bytes().decode("utf-8", errors="replace")
+        return read_regular(run.config).decode("utf-8", errors="replace")
     except OSError as err:
         return f"({run.config.name} cannot be read: {err.strerror})"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config
 from mlpcli.errors import MlpError
+from mlpcli.readfile import read_regular
 
 
 class RunDir:
@@ -71,7 +72,7 @@ class RunDir:
         if not self.metrics.exists():
             return []
         rows = []
-        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in read_regular(self.metrics).decode("utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except (json.JSONDecodeError, RecursionError):

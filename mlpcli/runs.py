@@ -18,6 +18,7 @@ from pathlib import Path
 from mlpcli.config import load_config
 from mlpcli.errors import MlpError
 from mlpcli.metrics import macro_f1
+from mlpcli.readfile import read_regular
 from mlpcli.rundir import RunDir
 from mlpcli.schema import flatten, to_dict
 from mlpcli.table import Column, format_table, printable
@@ -49,7 +50,7 @@ def read_summary(path: str | Path) -> dict:
     try:
         if path.stat().st_size > SUMMARY_LIMIT:
             raise MlpError(f"{path}: {path.stat().st_size} bytes is too large for a run summary; the file is damaged")
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise MlpError(f"{path} not found: the run has not finished; continue it with "
                        f"`mlp train --resume {path.parent}`") from None

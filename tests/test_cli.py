@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import click
 import numpy as np
@@ -76,6 +80,29 @@ def test_bad_input_is_one_line_without_traceback(runner, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "metrics.jsonl", "summary.json"])
+def test_a_fifo_in_a_run_folder_never_hangs_a_command(trained, tmp_path, name):
+    """Opening a FIFO for reading waits for a writer: every command refuses it, or leaves it out, at once."""
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    (trained / name).unlink()
+    os.mkfifo(trained / name)
+    for args in (["runs", str(tmp_path)], ["compare", str(trained), str(other)], ["train", "--resume", str(trained)],
+                 ["report", str(trained)]):
+        done = subprocess.run([sys.executable, "-m", "mlpcli", *args, "-q"] if args[0] == "train" else
+                              [sys.executable, "-m", "mlpcli", *args], capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.returncode == 0 or len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+
+
+def test_a_fifo_as_config_file_is_refused(runner, tmp_path):
+    os.mkfifo(tmp_path / "fifo.yaml")
+    done = subprocess.run([sys.executable, "-m", "mlpcli", "train", str(tmp_path / "fifo.yaml")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and done.stderr.strip() == f"Error: cannot read config file {tmp_path / 'fifo.yaml'}: "\
+        "not a regular file"
 
 
 def test_malformed_yaml(runner, tmp_path):

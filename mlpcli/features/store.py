@@ -33,6 +33,7 @@ import numpy as np
 from mlpcli.atomic import write_text_atomic
 from mlpcli.errors import DataError
 from mlpcli.npzfile import load_npz, save_npz
+from mlpcli.readfile import read_regular
 
 ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info.json"
 MAP_WHOLE_BYTES = 256 << 20   # a disk-read store up to this size is memory-mapped; a larger one read with pread
@@ -47,7 +48,7 @@ class Store:
 
     @property
     def info(self) -> dict:
-        return json.loads((self.path / INFO).read_text(encoding="utf-8"))
+        return json.loads(read_regular(self.path / INFO).decode("utf-8"))
 
     def rows(self, in_memory: bool) -> np.ndarray | MappedRows:
         """The rows, read whole into memory, or gathered from the memory-mapped file on demand."""

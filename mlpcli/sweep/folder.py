@@ -19,6 +19,7 @@ from pathlib import Path
 from mlpcli.atomic import write_text_atomic
 from mlpcli.config import Config, dump_config, load_config
 from mlpcli.errors import MlpError
+from mlpcli.readfile import read_regular
 from mlpcli.rundir import new_folder
 
 FINISHED = ("completed", "early_stop", "pruned", "failed")
@@ -62,7 +63,7 @@ class SweepDir:
         if not self.trials.exists():
             return {}
         records = {}
-        for number, line in enumerate(self.trials.read_bytes().splitlines(), 1):
+        for number, line in enumerate(read_regular(self.trials).splitlines(), 1):
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,25 @@
+"""Reading a file named by a user or found in a folder, as hostile input: regular files only.
+
+Opening a FIFO for reading waits for a writer, and a device may never end: a run folder whose metrics.jsonl is a
+FIFO made `mlp runs` hang. Files are therefore opened without blocking and read only if they are regular.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+
+def read_regular(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of the regular file at `path`; with `limit`, at most limit + 1 of them (so that a larger file
+    shows). IsADirectoryError for a folder, OSError "not a regular file" for a FIFO, device or socket, and
+    the usual OSErrors (FileNotFoundError, PermissionError, ...)."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read() if limit is None else f.read(limit + 1)
