@@ -10,16 +10,24 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """The regular file at `path` opened for reading in binary, without waiting: IsADirectoryError for a folder,
+    OSError "not a regular file" for a FIFO, device or socket, and the usual OSErrors (FileNotFoundError, ...)."""
+    f = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    mode = os.fstat(f.fileno()).st_mode
+    if stat.S_ISREG(mode):
+        return f
+    f.close()
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    raise OSError(errno.EINVAL, "not a regular file", str(path))
 
 
 def read_regular(path: str | Path, limit: int | None = None) -> bytes:
-    """The bytes of the regular file at `path`; with `limit`, at most limit + 1 of them (so that a larger file
-    shows). IsADirectoryError for a folder, OSError "not a regular file" for a FIFO, device or socket, and
-    the usual OSErrors (FileNotFoundError, PermissionError, ...)."""
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    """The bytes of the regular file at `path` (errors as `open_regular`); with `limit`, at most limit + 1 of
+    them, so that a larger file shows."""
+    with open_regular(path) as f:
         return f.read() if limit is None else f.read(limit + 1)

@@ -33,7 +33,7 @@ import numpy as np
 from mlpcli.atomic import write_text_atomic
 from mlpcli.errors import DataError
 from mlpcli.npzfile import load_npz, save_npz
-from mlpcli.readfile import read_regular
+from mlpcli.readfile import open_regular, read_regular
 
 ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info.json"
 MAP_WHOLE_BYTES = 256 << 20   # a disk-read store up to this size is memory-mapped; a larger one read with pread
@@ -165,7 +165,7 @@ class StackedRows:
 def _npy_whole(path: Path, shape: tuple, dtype: np.dtype) -> bool:
     """Whether the .npy file at `path` holds a C-order array of `shape` and `dtype`, with nothing missing or
     left over."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                        (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
         found, fortran, found_dtype = read_header(f)
@@ -312,7 +312,7 @@ def cache_contents(cache_dir: str) -> list[dict]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         entry = {"key": folder.name, "bytes": _folder_bytes(folder)}
         try:
-            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+            info = json.loads(read_regular(folder / INFO).decode("utf-8"))
             entry |= {"rows": int(info["rows"]), "dim": int(info["dim"]), "dtype": str(info["dtype"]),
                       "features": [str(name) for name in info.get("features", [])],
                       "last_used": (folder / INFO).stat().st_mtime,

@@ -22,6 +22,7 @@ from mlpcli.data.dataset import Dataset, in_memory
 from mlpcli.data.download import Archive, dataset_path
 from mlpcli.data.source import Source
 from mlpcli.errors import DataError
+from mlpcli.readfile import open_regular
 
 CIFAR10 = {"folder": "cifar-10-batches-py", "train": [f"data_batch_{i}" for i in range(1, 6)],
            "test": ["test_batch"], "meta": "batches.meta", "names": "label_names", "labels": "labels"}
@@ -50,7 +51,7 @@ class SafeUnpickler(pickle.Unpickler):
 def unpickle(path: Path) -> dict[str, object]:
     """The dict stored in a CIFAR batch file, keys decoded to str; DataError if missing or not CIFAR."""
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             batch = SafeUnpickler(file, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"missing file {path}; is data.path the CIFAR python-version folder?") from None

@@ -19,6 +19,7 @@ from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import Archive, dataset_path
 from mlpcli.data.source import Source
 from mlpcli.errors import DataError
+from mlpcli.readfile import open_regular
 
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -70,8 +71,8 @@ def _require(root: Path, name: str) -> Path:
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """The uint8 array of `ndim` dimensions in IDX file `path` (gzipped if it ends in .gz)."""
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as file:
-            raw = file.read()
+        with open_regular(path) as file:
+            raw = (gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else file).read()
     except (OSError, EOFError) as err:
         raise DataError(f"cannot read {path}: {err}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:

@@ -22,6 +22,7 @@ from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import dataset_path
 from mlpcli.data.source import Source
 from mlpcli.errors import DataError
+from mlpcli.readfile import open_regular
 
 SPLITS = {"train": ("X", "y"), "test": ("X_test", "y_test")}
 
@@ -45,18 +46,22 @@ def load(cfg, cache_dir: Path | None) -> dict[str, Dataset]:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"cannot read {path}: not a .npz file (save one with np.savez(path, X=images, y=labels))")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+        with open_regular(path) as file:
+            if not zipfile.is_zipfile(file):
+                raise DataError(f"cannot read {path}: not a .npz file (save one with np.savez(path, X=images, "
+                                "y=labels))")
+            file.seek(0)
+            with np.load(file, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise DataError(f"{path} holds an object array, which needs pickle; store labels as integers "
                             "and classes as a string array (np.array(names))") from None
         raise DataError(f"cannot read {path}: {err}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"cannot read {path} as a .npz file: {err}") from None
+        raise DataError(f"cannot read {path} as a .npz file: {err.strerror if isinstance(err, OSError) else err}") \
+            from None
 
 
 def _images(path: Path, key: str, images: np.ndarray) -> np.ndarray:
