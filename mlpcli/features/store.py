@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,12 @@ import numpy as np
 from mlpcli.atomic import write_text_atomic
 from mlpcli.errors import DataError
 from mlpcli.npzfile import load_npz, save_npz
+from mlpcli.parallel import available_memory
 from mlpcli.readfile import open_regular, read_regular
 
 ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info.json"
 MAP_WHOLE_BYTES = 256 << 20   # a disk-read store up to this size is memory-mapped; a larger one read with pread
+PREFETCH_BYTES = 8 << 20       # read at a time by MappedRows.prefetch
 REMAP_BYTES = 256 << 20       # rewrite_blocks maps its file afresh after this much, so RSS stays bounded
 
 
@@ -54,7 +57,9 @@ class Store:
         """The rows, read whole into memory, or gathered from the memory-mapped file on demand."""
         if in_memory:
             return np.load(self.path / ROWS, allow_pickle=False)
-        return MappedRows(self.path / ROWS)
+        rows = MappedRows(self.path / ROWS)
+        rows.prefetch()
+        return rows
 
     def intact(self) -> bool:
         """Whether the files hold what info.json promises (a cache file cut short, lengthened or rewritten since
@@ -107,6 +112,29 @@ class MappedRows:
     def __reduce__(self):
         return MappedRows, (self.path,)        # another process opens the file itself
 
+    def prefetch(self) -> None:
+        """Read the file once from start to end on a background thread, into the kernel's page cache, if it takes
+        at most half the available memory and is not cached already: read row by row, an uncached store costs a
+        disk read per row (a 1M-row epoch after the cache was dropped took 9.2-9.5 s, with this 4.5 s; 3.5 s
+        cached). posix_fadvise(WILLNEED) would read only a readahead window. The page cache is not this
+        process's memory."""
+        if self._file is None:
+            return
+        size = os.fstat(self._file.fileno()).st_size
+        if size > available_memory() // 2 or _cached(self._file.fileno(), size):
+            return
+        handle = os.open(self.path, os.O_RDONLY)
+
+        def read_through() -> None:
+            buffer = bytearray(PREFETCH_BYTES)
+            try:
+                while os.readv(handle, [buffer]) > 0:
+                    pass
+            finally:
+                os.close(handle)
+
+        threading.Thread(target=read_through, name="store-prefetch", daemon=True).start()
+
     @property
     def by_row(self) -> bool:
         """Whether a gather reads the disk row by row (pread) rather than through a memory map."""
@@ -137,6 +165,20 @@ class MappedRows:
     def __del__(self) -> None:
         if getattr(self, "_file", None) is not None:
             self._file.close()
+
+
+def _cached(handle: int, size: int, probes: int = 64) -> bool:
+    """Whether `probes` bytes spread over the open file `handle` (of `size` bytes) are all in the page cache
+    (read with RWF_NOWAIT, which refuses to wait for the disk); False where that flag does not exist."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        return False
+    byte = bytearray(1)
+    try:
+        for offset in np.linspace(0, size - 1, probes).astype(np.int64).tolist():
+            os.preadv(handle, [byte], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class StackedRows:

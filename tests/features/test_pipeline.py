@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -240,6 +241,24 @@ def test_the_least_recently_used_stores_go_first_beyond_the_size_limit(tmp_path)
     limited.evict()
     left = sorted(p.name for p in limited.path.iterdir())
     assert left == sorted([stores[0].path.name, stores[3].path.name])
+
+
+def test_a_store_read_row_by_row_and_not_cached_is_read_through_once_in_the_background(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", 0)          # pread, as a store of over 256 MB
+    monkeypatch.setattr(store_module, "PREFETCH_BYTES", 1000)
+    np.save(tmp_path / "rows.npy", np.arange(3000, dtype=np.float32).reshape(1000, 3))
+    read, readv, cached_in_fact = [], os.readv, store_module._cached
+    monkeypatch.setattr(os, "readv", lambda handle, buffers: read.append(readv(handle, buffers)) or read[-1])
+    started = set(threading.enumerate())
+    for cached in (True, False):
+        monkeypatch.setattr(store_module, "_cached", lambda handle, size: cached)
+        MappedRows(tmp_path / "rows.npy").prefetch()
+    for thread in set(threading.enumerate()) - started:
+        thread.join(timeout=30)
+    assert sum(read) == (tmp_path / "rows.npy").stat().st_size and read[-1] == 0 and max(read) == 1000
+    handle = os.open(tmp_path / "rows.npy", os.O_RDONLY)
+    assert cached_in_fact(handle, os.fstat(handle).st_size)          # just read: in the cache
+    os.close(handle)
 
 
 @pytest.mark.parametrize("map_whole", [256 << 20, 0], ids=["mapped", "pread"])
