@@ -16,11 +16,13 @@ from typing import BinaryIO
 def open_regular(path: str | Path) -> BinaryIO:
     """The regular file at `path` opened for reading in binary, without waiting: IsADirectoryError for a folder,
     OSError "not a regular file" for a FIFO, device or socket, and the usual OSErrors (FileNotFoundError, ...)."""
-    f = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
-    mode = os.fstat(f.fileno()).st_mode
+    mode = os.stat(path).st_mode             # before opening: opening a device can itself do something
     if stat.S_ISREG(mode):
-        return f
-    f.close()
+        f = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+        mode = os.fstat(f.fileno()).st_mode  # what was opened, if the path was replaced in between
+        if stat.S_ISREG(mode):
+            return f
+        f.close()
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     raise OSError(errno.EINVAL, "not a regular file", str(path))

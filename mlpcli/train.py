@@ -40,7 +40,7 @@ from mlpcli.seeding import generators
 
 SAMPLES = 6   # validation images kept for pictures
 AUTO_MEMORY_BYTES = 1 << 30   # features.load=auto trains from memory up to this size of feature rows
-GROUP_BYTES = 4 << 20         # rows gathered at a time on a worker process from a store read row by row,
+GROUP_BYTES = 4 << 20         # rows gathered at a time on a worker process from a store read row by row
 AHEAD = 2                     # this many groups ahead of the training (one per worker: waits fell 0.5 -> 0.14 s)
 
 
@@ -292,6 +292,14 @@ class Minibatches:
         self._groups: dict[int, tuple[np.ndarray, Future]] = {}    # group -> (order, its gathering)
         self.rows = X
 
+    @property
+    def rows(self) -> np.ndarray | MappedRows | StackedRows:
+        return self._rows
+
+    @rows.setter
+    def rows(self, X: np.ndarray | MappedRows | StackedRows) -> None:
+        self._rows, self._ahead = X, self._pool is not None and reads_by_row(X)
+
     def order(self, rng: np.random.Generator) -> np.ndarray:
         """The rows of one epoch in the order `rng` draws: a permutation of `usable` (or of all rows)."""
         order = rng.permutation(self.n)
@@ -302,7 +310,7 @@ class Minibatches:
         index = order[step * self.size:(step + 1) * self.size]
         m = len(index)
         np.take(self.y, index, out=self._yb[:m])
-        if self._pool is None or not reads_by_row(self.rows):
+        if not self._ahead:
             return take_rows(self.rows, index, self._xb[:m]), self._yb[:m]
         group, first = divmod(step, self.group)
         self._gather(order, group)

@@ -39,6 +39,7 @@ from mlpcli.data.download import dataset_path
 from mlpcli.data.source import Source
 from mlpcli.errors import DataError
 from mlpcli.parallel import ignore_interrupts
+from mlpcli.readfile import open_regular
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 CHUNK = 500           # files per pool task of `parallel_map`
@@ -127,17 +128,10 @@ def _will_need(path: str) -> None:
     cache (files not read for a while), decoding then finds the file in memory instead of waiting for the
     disk (cores were 30% idle on 200,000 JPEGs). Anything that fails is left to the decoding to report."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return
-    try:
-        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
+        with open_regular(path) as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
-    finally:
-        os.close(handle)
 
 
 def scan(root: Path) -> Listing:

@@ -60,7 +60,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
                             "and classes as a string array (np.array(names))") from None
         raise DataError(f"cannot read {path}: {err}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"cannot read {path} as a .npz file: {err.strerror if isinstance(err, OSError) else err}") \
+        raise DataError(f"cannot read {path} as a .npz file: {(err.strerror if isinstance(err, OSError) else None) or err}") \
             from None
 
 
