@@ -23,12 +23,11 @@ SCENARIO = textwrap.dedent("""
     def mlp(*args):
         return subprocess.run([sys.executable, "-m", "mlpcli", *args], capture_output=True, text=True, env=env)
 
-    def fill():
-        with open(os.path.join(disk, "filler"), "wb") as f:
+    def fill():      # unbuffered: a buffered file keeps the bytes a full disk refused and raises again on close
+        with open(os.path.join(disk, "filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"x" * 65536)
-                    f.flush()
             except OSError:
                 pass
 

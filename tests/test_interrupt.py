@@ -26,8 +26,10 @@ PYTHON_START = 0.3   # s: a Ctrl-C before the interpreter has imported its site 
 
 
 def mlp(*args: str, cwd: Path) -> subprocess.Popen:
+    """`mlp ARGS` started in `cwd`, its temporary files there too (a killed process cannot remove them)."""
     return subprocess.Popen([sys.executable, "-m", "mlpcli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(cwd)})
 
 
 @pytest.fixture(scope="module")

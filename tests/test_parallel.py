@@ -87,11 +87,12 @@ def test_undo_malloc_trim_lets_large_temporaries_reuse_their_memory(undone):
     assert faults < 1000 if undone else faults > 5000
 
 
-def test_worker_processes_end_with_a_parent_killed_by_signal_9():
+def test_worker_processes_end_with_a_parent_killed_by_signal_9(tmp_path):
     """kill -9 of a process whose ProcessPool is up leaves no fork server or worker behind."""
     script = ("import time; from mlpcli.parallel import ProcessPool; pool = ProcessPool(2); "
               "list(pool.map(time.sleep, [0.01, 0.01])); print('up', flush=True); time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})    # the fork server's socket folder
     try:
         assert proc.stdout.readline().strip() == "up"
         family = psutil.Process(proc.pid).children(recursive=True)

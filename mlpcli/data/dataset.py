@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -20,11 +21,14 @@ from mlpcli.errors import DataError
 class ImageReader(Protocol):
     """Images of one source, by their position in it."""
 
-    key: str                             # identity of the images and their conversion, for caches
     image_shape: tuple[int, int, int]    # (H, W, C) of every image read
 
     def __len__(self) -> int:
         """The number of images."""
+
+    def key(self, index: np.ndarray) -> str:
+        """Identity of the images at positions `index` (n,) and their conversion, for caches: it looks at
+        those images alone, so that a `data.limit` sample of a large folder does not pay for the rest."""
 
     def read(self, index: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         """(images (n, H, W, C) uint8, {row: why it cannot be read}) at positions `index` (n,): an image that
@@ -55,12 +59,10 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.reader.image_shape)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Identity of this split's images, for caches: the reader's key and the positions."""
-        digest = hashlib.blake2b(self.reader.key.encode(), digest_size=16)
-        digest.update(np.ascontiguousarray(self.index, dtype=np.int64).data)
-        return digest.hexdigest()
+        """Identity of this split's images, for caches (asked of the reader once)."""
+        return self.reader.key(self.index)
 
     def subset(self, rows: np.ndarray) -> Dataset:
         """The samples at `rows` (an integer array of positions in this split), same classes."""
@@ -90,21 +92,31 @@ class ArrayReader:
     def __init__(self, images: np.ndarray, key: str | None = None) -> None:
         self.images = images
         self.image_shape = tuple(images.shape[1:])
-        self.key = key or _digest_of(images)
+        self.identity = key or _digest_of(images)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def key(self, index: np.ndarray) -> str:
+        return positions_key(self.identity, index)
 
     def read(self, index: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         return self.images[index], {}
 
     def part(self, index: np.ndarray) -> ArrayReader:
-        return ArrayReader(self.images[index], self.key)
+        return ArrayReader(self.images[index], self.identity)
 
 
 def in_memory(images: np.ndarray, labels: np.ndarray, classes: list[str]) -> Dataset:
     """A Dataset of images (N, H, W, C) uint8 already in memory, with labels (N,)."""
     return Dataset(ArrayReader(images), np.arange(len(images)), np.asarray(labels, np.int64), list(classes))
+
+
+def positions_key(identity: str, index: np.ndarray) -> str:
+    """A cache key for positions `index` (n,) of a reader whose images are all identified by `identity`."""
+    digest = hashlib.blake2b(identity.encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(index, dtype=np.int64).data)
+    return digest.hexdigest()
 
 
 def _digest_of(images: np.ndarray) -> str:

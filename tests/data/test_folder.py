@@ -154,7 +154,7 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path):
     name = os.fsdecode(b"caf\xe9.png")                       # latin-1, not valid UTF-8
     write(tmp_path / "a" / name, np.full((8, 6, 3), 9, np.uint8))
     train = folder.load(cfg(tmp_path), None)["train"]
-    assert len(train) == 5 and len(train.reader.key) == 32
+    assert len(train) == 5 and len(train.key) == 32
     row = [os.path.basename(path) for path in train.reader.paths].index(name)
     np.testing.assert_array_equal(train.read(np.array([row]))[0][0], np.full((8, 6, 3), 9, np.uint8))
 
@@ -172,12 +172,23 @@ def test_only_the_images_asked_for_are_decoded(tmp_path, monkeypatch):
 
 def test_the_key_changes_with_the_files_and_the_conversion(tmp_path):
     make_folder(tmp_path, {"a": 2, "b": 2})
-    key = folder.load(cfg(tmp_path), None)["train"].reader.key
-    assert folder.load(cfg(tmp_path), None)["train"].reader.key == key
-    assert folder.load(cfg(tmp_path, mode="gray"), None)["train"].reader.key != key
+    key = folder.load(cfg(tmp_path), None)["train"].key
+    assert folder.load(cfg(tmp_path), None)["train"].key == key
+    assert folder.load(cfg(tmp_path, mode="gray"), None)["train"].key != key
     stat = os.stat(tmp_path / "b" / "1.png")
     os.utime(tmp_path / "b" / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert folder.load(cfg(tmp_path), None)["train"].reader.key != key
+    assert folder.load(cfg(tmp_path), None)["train"].key != key
+
+
+def test_a_subset_key_looks_at_its_own_files_alone(tmp_path):
+    make_folder(tmp_path, {"a": 3, "b": 3})
+    subset = lambda: folder.load(cfg(tmp_path), None)["train"].subset(np.array([0, 4]))    # a/0.png, b/1.png
+    key = subset().key
+    for name in ("a/1.png", "b/0.png"):                      # rewritten (size, time), not in the subset
+        write(tmp_path / name, np.full((8, 6, 3), 1, np.uint8))
+    assert subset().key == key
+    write(tmp_path / "b" / "1.png", np.full((8, 6, 3), 1, np.uint8))
+    assert subset().key != key
 
 
 def test_the_default_size_and_mode_come_from_a_sample_of_headers_spread_over_the_files(tmp_path, monkeypatch):

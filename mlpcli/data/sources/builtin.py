@@ -42,12 +42,11 @@ class ShapesReader:
         height, width = resize or (size, size)
         self.image_shape = (height, width, 1 if mode == "gray" else 3)
 
-    @property
-    def key(self) -> str:
+    def key(self, index: np.ndarray) -> str:
         digest = hashlib.blake2b(json.dumps(["shapes", 2, self.size, self.noise, self.seed, self.resize,
                                              self.mode]).encode(), digest_size=16)
-        digest.update(np.ascontiguousarray(self.ids, np.int64).data)
-        digest.update(np.ascontiguousarray(self.labels, np.int64).data)
+        digest.update(np.ascontiguousarray(self.ids[index], np.int64).data)
+        digest.update(np.ascontiguousarray(self.labels[index], np.int64).data)
         return digest.hexdigest()
 
     def __len__(self) -> int:

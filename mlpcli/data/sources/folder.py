@@ -79,22 +79,20 @@ class FileReader:
     def __init__(self, paths: list[str], size: list[int], mode: str, on_error: str, root: Path) -> None:
         self.paths, self.size, self.mode, self.on_error, self.root = paths, list(size), mode, on_error, root
         self.image_shape = (size[0], size[1], 1 if mode == "gray" else 3)
-        self._key: str | None = None
 
-    @property
-    def key(self) -> str:
-        """A hash of the files (names, sizes, modification times) and the conversion: changes when they do."""
-        if self._key is None:
-            digest = hashlib.blake2b(json.dumps([KEY_FORMAT, self.size, self.mode, self.on_error]).encode(),
-                                     digest_size=16)
-            for path in self.paths:
-                try:
-                    info = os.stat(path)
-                    digest.update(os.fsencode(path) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-                except OSError:
-                    digest.update(os.fsencode(path) + b"\0missing\n")
-            self._key = digest.hexdigest()
-        return self._key
+    def key(self, index: np.ndarray) -> str:
+        """A hash of the files at `index` (names, sizes, modification times, in order) and the conversion:
+        changes when they do, and not when other files of the folder do."""
+        digest = hashlib.blake2b(json.dumps([KEY_FORMAT, self.size, self.mode, self.on_error]).encode(),
+                                 digest_size=16)
+        for i in index:
+            path = self.paths[i]
+            try:
+                info = os.stat(path)
+                digest.update(os.fsencode(path) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(os.fsencode(path) + b"\0missing\n")
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -118,9 +116,7 @@ class FileReader:
         return images, problems
 
     def part(self, index: np.ndarray) -> FileReader:
-        part = FileReader([self.paths[i] for i in index], self.size, self.mode, self.on_error, self.root)
-        part._key = self._key
-        return part
+        return FileReader([self.paths[i] for i in index], self.size, self.mode, self.on_error, self.root)
 
 
 def _will_need(path: str) -> None:
