@@ -11,7 +11,8 @@ memory (the largest single process, and the process tree's summed RSS sampled ev
   decode    every image of the train and validation splits read (generated, or JPEGs decoded) on the
             worker processes the feature pipeline uses, and dropped
   features  `mlp features`: decode + HOG + hue + the stores written and standardized
-  epoch     `mlp train train.epochs=1` on the stores just made: the epoch's own time from metrics.jsonl
+  epoch     `mlp train train.epochs=1` on the stores just made: the epoch's own time from metrics.jsonl, in
+            the exact shuffle (train.shuffle: rows) and in blocks (train.shuffle: blocks)
 
 At 100k the epoch is also run with the store read whole into memory (features.load=memory), the in-memory
 epoch the store path is compared against. With --folder (a folder of ≥ 200,000 JPEGs, made by
@@ -81,10 +82,11 @@ def stages(data: dict, work: Path, env: dict, memory_epoch: bool) -> dict[str, R
     path = config(data, work)
     measured = {"decode": run_command([sys.executable, __file__, "--decode", str(path)], REPO, env),
                 "features": run_command(mlp("features", str(path), "-q"), REPO, env)}
-    for label, load in (("epoch", "disk"), ("epoch (memory)", "memory"))[:2 if memory_epoch else 1]:
-        run = work / f"run-{load}"
-        measured[label] = run_command(mlp("train", str(path), "-q", "--out", str(run), f"features.load={load}"),
-                                      REPO, env)
+    epochs = [("epoch", "disk", "rows"), ("epoch, blocks", "disk", "blocks"), ("epoch (memory)", "memory", "rows")]
+    for label, load, shuffle in epochs[:3 if memory_epoch else 2]:
+        run = work / f"run-{load}-{shuffle}"
+        measured[label] = run_command(mlp("train", str(path), "-q", "--out", str(run), f"features.load={load}",
+                                          f"train.shuffle={shuffle}"), REPO, env)
         measured[f"{label} seconds"] = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["seconds"]
     return measured
 
@@ -100,15 +102,17 @@ def scale_table(sizes: list[int], root: Path, env: dict) -> list[str]:
         results[n] = stages(data, root / f"shapes-{n}", env, memory_epoch=n == 100_000)
         r = results[n]
         rows.append(f"| {n:,} | {r['decode'].seconds:.1f} | {r['features'].seconds:.1f} | {r['epoch seconds']:.2f} | "
+                    f"{r['epoch, blocks seconds']:.2f} | "
                     f"{gib(max(x.max_rss for x in r.values() if isinstance(x, Ran)))} | "
                     f"{gib(max(x.tree_rss for x in r.values() if isinstance(x, Ran)))} |")
-    lines = ["| images | decode s | decode + features s | epoch s | peak RSS, largest process | peak RSS, tree |",
-             "|---:|---:|---:|---:|---:|---:|", *rows]
+    lines = ["| images | decode s | decode + features s | epoch s (disk store) | epoch s (disk, train.shuffle: blocks) | "
+             "peak RSS, largest process | peak RSS, tree |", "|---:|---:|---:|---:|---:|---:|---:|", *rows]
     if 100_000 in results and 1_000_000 in results:
         big, small = results[1_000_000], results[100_000]
         lines += ["", f"time(1M) / time(100k): decode {big['decode'].seconds / small['decode'].seconds:.2f}, "
                       f"decode + features {big['features'].seconds / small['features'].seconds:.2f}, "
-                      f"epoch {big['epoch seconds'] / small['epoch seconds']:.2f}"]
+                      f"epoch {big['epoch seconds'] / small['epoch seconds']:.2f}, "
+                      f"epoch in blocks {big['epoch, blocks seconds'] / small['epoch, blocks seconds']:.2f}"]
     if 100_000 in results:
         r = results[100_000]
         lines.append(f"epoch at 100k: from the disk store {r['epoch seconds']:.2f} s, from memory "
@@ -121,7 +125,7 @@ def folder_table(folder: Path, root: Path, env: dict) -> list[str]:
     cores = os.cpu_count() or 1
     lines = ["| stage | wall s | CPU s | cores busy | peak RSS, largest process | peak RSS, tree |",
              "|---|---:|---:|---:|---:|---:|"]
-    for stage in ("decode", "features", "epoch"):
+    for stage in ("decode", "features", "epoch", "epoch, blocks"):
         x = r[stage]
         lines.append(f"| {stage} | {x.seconds:.1f} | {x.cpu:.1f} | {x.cpu / (x.seconds * cores):.0%} | "
                      f"{gib(x.max_rss)} | {gib(x.tree_rss)} |")

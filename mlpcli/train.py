@@ -41,6 +41,7 @@ from mlpcli.seeding import generators
 SAMPLES = 6   # validation images kept for pictures
 AUTO_MEMORY_BYTES = 1 << 30   # features.load=auto trains from memory up to this size of feature rows
 GROUP_BYTES = 4 << 20         # rows gathered at a time on a worker process from a store read row by row
+BLOCK_BYTES = 64 << 10        # train.shuffle: blocks moves blocks of this many bytes of consecutive rows
 AHEAD = 2                     # this many groups ahead of the training (one per worker: waits fell 0.5 -> 0.14 s)
 
 
@@ -228,7 +229,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
             prep.pipeline.state(), optimizer.state(), asdict(state), model.buffers))
 
     batches = Minibatches(prep.features["train"].rows, *prep.features["train"].training_rows(), cfg.train.batch_size,
-                          prep.pool)
+                          prep.pool, cfg.train.shuffle)
     epochs = cfg.train.epochs
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     interrupt = _InterruptFlag()
@@ -277,11 +278,12 @@ class Minibatches:
 
     Rows read from the disk row by row (a store too large to map) are gathered a group of batches at a time
     on the worker processes of `pool`, AHEAD groups ahead of the training (mlpcli.features.ahead); `close`
-    ends that."""
+    ends that. With `shuffle` "blocks" an epoch's order keeps rows together in blocks (`order`), so that such
+    a group reads a few dozen runs of rows instead of a row at a time."""
 
     def __init__(self, X: np.ndarray | MappedRows | StackedRows, y: np.ndarray, usable: np.ndarray | None,
-                 batch_size: int, pool: ProcessPool | None = None) -> None:
-        self.y, self.usable = y, usable
+                 batch_size: int, pool: ProcessPool | None = None, shuffle: str = "rows") -> None:
+        self.y, self.usable, self.shuffle = y, usable, shuffle
         self.n = len(y) if usable is None else len(usable)        # rows per epoch
         self.size = min(batch_size, self.n)
         self.steps = -(-self.n // self.size)                        # batches per epoch
@@ -301,8 +303,21 @@ class Minibatches:
         self._rows, self._ahead = X, self._pool is not None and reads_by_row(X)
 
     def order(self, rng: np.random.Generator) -> np.ndarray:
-        """The rows of one epoch in the order `rng` draws: a permutation of `usable` (or of all rows)."""
-        order = rng.permutation(self.n)
+        """The rows of one epoch in the order `rng` draws: a permutation of `usable` (or of all rows).
+
+        shuffle "rows": every permutation equally likely. "blocks": runs of consecutive rows of BLOCK_BYTES
+        in a random order, then the rows of every group of batches (GROUP_BYTES, at least one batch) in a
+        random order, so a batch holds rows of many places of the data and a group reads whole blocks."""
+        if self.shuffle == "rows":
+            order = rng.permutation(self.n)
+        else:
+            block = max(1, BLOCK_BYTES // self._xb[0].nbytes)
+            starts = rng.permutation(-(-self.n // block)) * block
+            order = (starts[:, None] + np.arange(block)).ravel()
+            order = order[order < self.n]
+            window = self.group * self.size
+            for start in range(0, self.n, window):
+                rng.shuffle(order[start:start + window])
         return order if self.usable is None else self.usable[order]
 
     def batch(self, order: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -125,7 +125,7 @@ class Crash(BaseException):
 
 
 @pytest.mark.parametrize("crash_after_saves, overrides", [(1, []), (4, []), (5, []), (4, ["data.flip=true"]),
-                                                         (4, ["features.load=disk"])])
+                                                         (4, ["features.load=disk"]), (4, ["train.shuffle=blocks"])])
 def test_resume_after_a_crash_ends_byte_identical(tiny_config, tmp_path, monkeypatch, crash_after_saves, overrides):
     reference = run_once(tiny_config, tmp_path / "reference", overrides)
     real_save, saves = checkpoint.save, []
@@ -256,14 +256,19 @@ def test_the_dropout_stream_leaves_the_streams_before_it_as_they_were():
     assert rngs["dropout"].random() not in [np.random.default_rng(child).random() for child in before]
 
 
-@pytest.mark.parametrize("map_whole", [256 << 20, 0], ids=["mapped", "pread"])
+@pytest.mark.parametrize("map_whole, shuffle", [(256 << 20, "rows"), (0, "rows"), (0, "blocks")],
+                         ids=["mapped", "pread", "pread-blocks"])
 def test_training_from_memory_and_from_the_disk_store_gives_identical_checkpoints(tiny_config, tmp_path,
-                                                                                 monkeypatch, map_whole):
+                                                                                 monkeypatch, map_whole, shuffle):
     """Identical but for the features.load the checkpoint's config records; the store read through a memory
-    map or with pread (a large store), its minibatches gathered ahead on a worker process."""
+    map or with pread (a large store), its minibatches gathered ahead on a worker process (in blocks of 5 rows
+    and groups of 2 batches: so that a group reads runs)."""
     monkeypatch.setattr(store_module, "MAP_WHOLE_BYTES", map_whole)
-    memory = run_once(tiny_config, tmp_path / "memory", ["features.load=memory", "data.flip=true"])
-    disk = run_once(tiny_config, tmp_path / "disk", ["features.load=disk", "data.flip=true"])
+    monkeypatch.setattr(train_module, "BLOCK_BYTES", 5 * 16 * 16 * 3 * 4)
+    monkeypatch.setattr(train_module, "GROUP_BYTES", 2 * 16 * 16 * 16 * 3 * 4)
+    common = ["data.flip=true", f"train.shuffle={shuffle}"]
+    memory = run_once(tiny_config, tmp_path / "memory", ["features.load=memory", *common])
+    disk = run_once(tiny_config, tmp_path / "disk", ["features.load=disk", *common])
     for name in ("last", "best"):
         a, b = load_npz(getattr(memory, name)), load_npz(getattr(disk, name))
         meta_a, meta_b = (json.loads(arrays.pop("meta").tobytes()) for arrays in (a, b))
@@ -305,6 +310,24 @@ def test_minibatches_gathered_ahead_on_a_worker_process_are_the_batches_gathered
         name = disk._slots._memory.name
         disk.close()
         assert not (Path("/dev/shm") / name.lstrip("/")).exists()
+
+
+@pytest.mark.parametrize("usable", [None, np.flatnonzero(np.arange(1000) % 7)])
+def test_a_block_shuffle_is_a_seeded_permutation_of_blocks_shuffled_within_groups(monkeypatch, usable):
+    monkeypatch.setattr(train_module, "BLOCK_BYTES", 10 * 4 * 4)       # 10 rows of 4 float32
+    monkeypatch.setattr(train_module, "GROUP_BYTES", 8 * 16 * 4 * 4)   # 8 batches of 16 rows
+    y = np.zeros(1000, np.int64)
+    batches = Minibatches(np.zeros((1000, 4), np.float32), y, usable, 16, shuffle="blocks")
+    n, window = batches.n, 8 * 16
+    order = batches.order(np.random.default_rng(5))
+    assert sorted(order) == sorted(np.arange(1000) if usable is None else usable)
+    np.testing.assert_array_equal(order, batches.order(np.random.default_rng(5)))
+    assert not np.array_equal(order, batches.order(np.random.default_rng(6)))
+    positions = np.searchsorted(np.arange(1000) if usable is None else usable, order)
+    for start in range(0, n, window):      # a group's rows: whole blocks of 10, but the two cut by its ends
+        blocks, counts = np.unique(positions[start:start + window] // 10, return_counts=True)
+        assert np.count_nonzero(counts != np.minimum(10, n - 10 * blocks)) <= 2
+    assert not np.array_equal(positions[:window], np.sort(positions[:window]))     # shuffled within the group
 
 
 def test_the_feature_stores_of_a_run_serve_the_next_one(tiny_config, tmp_path, monkeypatch):

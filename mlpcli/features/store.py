@@ -141,11 +141,21 @@ class MappedRows:
         return self._file is not None
 
     def take(self, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Rows `index` (n,) into `out` (n, D), C-contiguous."""
+        """Rows `index` (n,) into `out` (n, D), C-contiguous. Read row by row, runs of consecutive rows among
+        them (train.shuffle: blocks) take one pread each."""
         if self._map is not None:
             return np.take(self._map, index, axis=0, out=out)
-        for row, i in zip(out, index.tolist()):
-            self._read(row, i)
+        ranks = np.argsort(index, kind="stable")
+        ordered = index[ranks]
+        starts = np.flatnonzero(np.diff(ordered, prepend=-2) != 1)
+        if len(starts) > len(index) // 2:                      # scattered rows: straight into place
+            for row, i in zip(out, index.tolist()):
+                self._read(row, i)
+            return out
+        runs = np.empty_like(out)
+        for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(index)]):
+            self._read(runs[start:stop], int(ordered[start]))
+        out[ranks] = runs
         return out
 
     def __getitem__(self, rows: slice) -> np.ndarray:

@@ -4,6 +4,7 @@ import os
 import tempfile
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -271,6 +272,28 @@ def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores, monkeypatc
     np.testing.assert_array_equal(mapped.take(index, np.empty((12, 90), np.float32)), whole[index])
     for rows in (slice(5, 17), slice(0, 30), slice(28, 40), slice(3, 20, 4), slice(7, 7)):
         np.testing.assert_array_equal(mapped[rows], whole[rows])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 39), st.integers(1, 12)), min_size=1, max_size=8), st.integers(0, 2**32 - 1))
+def test_a_store_read_row_by_row_reads_runs_of_rows_whole_and_gathers_any_rows(runs, seed):
+    """Runs of consecutive rows (in any order, repeated, overlapping, or scattered rows) come out as from
+    memory; a gather of mostly runs reads each run with one pread."""
+    rows = np.random.default_rng(seed).standard_normal((50, 3)).astype(np.float32)
+    index = np.concatenate([np.arange(start, min(start + length, 50)) for start, length in runs])
+    index = np.random.default_rng(seed).permutation(index)
+    with tempfile.TemporaryDirectory() as folder:
+        np.save(f"{folder}/rows.npy", rows)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store_module, "MAP_WHOLE_BYTES", 0)
+            mapped = MappedRows(Path(folder) / "rows.npy")
+            reads = []
+            real = mapped._read
+            patch.setattr(mapped, "_read", lambda out, start: reads.append(len(out)) or real(out, start))
+            np.testing.assert_array_equal(mapped.take(index, np.empty((len(index), 3), np.float32)), rows[index])
+    ordered = np.sort(index)
+    run_count = 1 + np.count_nonzero(np.diff(ordered) != 1)
+    assert len(reads) == (run_count if run_count <= len(index) // 2 else len(index))
 
 
 def test_random_gathers_from_a_large_store_keep_the_resident_memory_bounded(tmp_path, monkeypatch):
