@@ -109,8 +109,9 @@ def scale_table(sizes: list[int], root: Path, env: dict) -> list[str]:
                     f"{r['epoch, blocks seconds']:.2f} | "
                     f"{gib(max(x.max_rss for x in r.values() if isinstance(x, Ran)))} | "
                     f"{gib(max(x.tree_rss for x in r.values() if isinstance(x, Ran)))} |")
-    lines = ["| images | decode s | decode + features s | epoch s (disk store) | epoch s (disk, train.shuffle: blocks) | "
-             "peak RSS, largest process | peak RSS, tree |", "|---:|---:|---:|---:|---:|---:|---:|", *rows]
+    lines = ["| images | decode s | decode + features s | epoch s (disk store, exact shuffle) | "
+             "epoch s (disk store, `train.shuffle: blocks`) | peak RSS, largest process | peak RSS, tree |",
+             "|---:|---:|---:|---:|---:|---:|---:|", *rows]
     if 100_000 in results and 1_000_000 in results:
         big, small = results[1_000_000], results[100_000]
         lines += ["", f"time(1M) / time(100k): decode {big['decode'].seconds / small['decode'].seconds:.2f}, "
