@@ -275,7 +275,8 @@ def test_mapped_rows_gather_and_slice_like_the_rows_in_memory(stores, monkeypatc
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 39), st.integers(1, 12)), min_size=1, max_size=8), st.integers(0, 2**32 - 1))
+@given(st.lists(st.tuples(st.integers(0, 39), st.integers(1, 12)), min_size=1, max_size=8),
+       st.integers(0, 2**32 - 1))
 def test_a_store_read_row_by_row_reads_runs_of_rows_whole_and_gathers_any_rows(runs, seed):
     """Runs of consecutive rows (in any order, repeated, overlapping, or scattered rows) come out as from
     memory; a gather of mostly runs reads each run with one pread."""
