@@ -364,11 +364,12 @@ def cache_contents(cache_dir: str) -> list[dict]:
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         entry = {"key": folder.name, "bytes": _folder_bytes(folder)}
         try:
-            info = json.loads(read_regular(folder / INFO).decode("utf-8"))
+            store = Store(folder)
+            info = store.info
             entry |= {"rows": int(info["rows"]), "dim": int(info["dim"]), "dtype": str(info["dtype"]),
                       "features": [str(name) for name in info.get("features", [])],
                       "last_used": (folder / INFO).stat().st_mtime,
-                      "status": "ready" if Store(folder).intact() else "damaged"}
+                      "status": "ready" if store.intact() else "damaged"}
         except (OSError, ValueError, KeyError, TypeError):
             status = "unfinished" if folder.name.endswith(".part") else "damaged" if folder.is_dir() else "old format"
             entry |= {"last_used": folder.stat().st_mtime, "status": status}

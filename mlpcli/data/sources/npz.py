@@ -60,8 +60,8 @@ def _read(path: Path) -> dict[str, np.ndarray]:
                             "and classes as a string array (np.array(names))") from None
         raise DataError(f"cannot read {path}: {err}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"cannot read {path} as a .npz file: {(err.strerror if isinstance(err, OSError) else None) or err}") \
-            from None
+        why = (err.strerror if isinstance(err, OSError) else None) or err
+        raise DataError(f"cannot read {path} as a .npz file: {why}") from None
 
 
 def _images(path: Path, key: str, images: np.ndarray) -> np.ndarray:
