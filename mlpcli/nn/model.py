@@ -14,12 +14,14 @@ running-average updates), `scores` the scoring behaviour (no dropout, the runnin
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import numpy as np
 
 from mlpcli.errors import CheckpointError
 from mlpcli.nn.layers import ACTIVATIONS, NORMS, Activation, BatchNorm, Dropout, Gate, Linear
 from mlpcli.nn.losses import LOSSES
+from mlpcli.parallel import elementwise
 
 
 class MLP:
@@ -137,8 +139,13 @@ class MLP:
             return 0.0
         for name, W in self.params.items():
             if name.endswith(".W"):
-                self.grads[name] += (2 * self.reg) * W
+                elementwise(partial(_add_scaled, 2 * self.reg), self.grads[name], W)
         return self.penalty()
+
+
+def _add_scaled(scale: float, total: np.ndarray, array: np.ndarray) -> None:
+    """total += scale·array, in place."""
+    total += scale * array
 
 
 def _named(gates: list[Gate], attribute: str) -> dict[str, np.ndarray]:

@@ -8,14 +8,17 @@ run continues exactly.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
 from mlpcli.errors import CheckpointError
+from mlpcli.parallel import elementwise
 
 
 class Optimizer:
-    """Keeps one slot array per parameter for each name in `slots`, plus the step count `t`."""
+    """Keeps one slot array per parameter for each name in `slots`, plus the step count `t`. `update` changes a
+    block of a parameter, of its gradient and of its slots (in the order of `slots`) in place."""
 
     slots: tuple[str, ...] = ()
 
@@ -29,9 +32,10 @@ class Optimizer:
         """Update every parameter from its gradient with learning rate `lr`."""
         self.t += 1
         for name, param in self.params.items():
-            self.update(name, param, grads[name], lr)
+            slots = [self.slot[slot][name] for slot in self.slots]
+            elementwise(partial(self.update, lr=lr), param, grads[name], *slots)
 
-    def update(self, name: str, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+    def update(self, param: np.ndarray, grad: np.ndarray, *slots: np.ndarray, lr: float) -> None:
         raise NotImplementedError
 
     def state(self) -> dict[str, np.ndarray]:
@@ -64,7 +68,7 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p − lr·g."""
 
-    def update(self, name, param, grad, lr):
+    def update(self, param, grad, lr):
         param -= lr * grad
 
 
@@ -74,8 +78,7 @@ class Momentum(Optimizer):
 
     slots = ("velocity",)
 
-    def update(self, name, param, grad, lr):
-        v = self.slot["velocity"][name]
+    def update(self, param, grad, v, lr):
         v *= self.cfg.momentum
         v += grad
         if self.cfg.nesterov:
@@ -89,8 +92,7 @@ class RMSProp(Optimizer):
 
     slots = ("square",)
 
-    def update(self, name, param, grad, lr):
-        s = self.slot["square"][name]
+    def update(self, param, grad, s, lr):
         s *= self.cfg.rho
         s += (1 - self.cfg.rho) * np.square(grad)
         denom = np.sqrt(s)
@@ -104,9 +106,8 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def update(self, name, param, grad, lr):
+    def update(self, param, grad, m, v, lr):
         beta1, beta2 = self.cfg.beta1, self.cfg.beta2
-        m, v = self.slot["m"][name], self.slot["v"][name]
         m *= beta1
         m += (1 - beta1) * grad
         v *= beta2
