@@ -206,8 +206,9 @@ class TrainConfig:
                           "(blocks of 64 KB of consecutive rows in random order, shuffled within windows of 4 MB "
                           "or one batch: a store too large to map is read a block at a time, not a row at a time)",
                           choices=["rows", "blocks"])
-    threads: int | None = option(None, "threads for the training steps' matrix products (default: one per core); "
-                                 "each large product is split across them, each part on single-threaded BLAS",
+    threads: int | None = option(None, "threads for the training steps' matrix products and weight updates (default: "
+                                 "one per core); each large product is split across them, each part on "
+                                 "single-threaded BLAS",
                                  min=1, max=256)
 
 

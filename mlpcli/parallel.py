@@ -95,7 +95,7 @@ def elementwise(update: Callable[..., None], *arrays: np.ndarray) -> None:
     changes in place; the blocks are split across the threads of `split_products` when inside one.
 
     Why blocks: a whole-array expression such as `W -= lr * v` on a (9266, 2000) weight matrix makes a
-    74 MB temporary, which malloc maps afresh and the kernel zeroes page by page at every step (a third of
+    74 MB temporary, which malloc maps afresh and the kernel zeroes page by page at every step (over a third of
     a bag-of-words step went to such updates, with the other core idle). A block's temporaries stay small
     and reused, and the threads update their blocks side by side. Every element gets the same operations
     whatever the blocks, so the result is the same bits."""
