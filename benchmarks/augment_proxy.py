@@ -45,9 +45,9 @@ from mlpcli.seeding import generators
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tgz"
 
-PROXIES = {   # feature set -> (shipped config, overrides that make it a short proxy)
-    "pixels": ("configs/cifar10_pixels.yaml", ["model.hidden=[1000]", "train.epochs=10"]),
-    "hog_color": ("configs/cifar10_hog_color.yaml", []),
+PROXIES = {   # feature set -> (config, overrides that make it a short proxy)
+    "pixels": ("configs/cifar10_pixels_quick.yaml", ["model.hidden=[1000]", "train.epochs=10"]),
+    "hog_color": ("configs/cifar10_hog_color_quick.yaml", []),
     "bow": ("configs/cifar10_bow.yaml", ["model.hidden=[1000]", "train.epochs=10"]),
 }
 AUGMENT = {

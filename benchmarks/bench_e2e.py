@@ -1,6 +1,6 @@
 """End to end on CIFAR-10 JPEGs: `mlp train CONFIG` against a scikit-learn and a PyTorch pipeline.
 
-    python benchmarks/bench_e2e.py [--data PATH] [--config configs/cifar10_hog_color.yaml] [--repeats 2]
+    python benchmarks/bench_e2e.py [--data PATH] [--config configs/cifar10_hog_color_quick.yaml] [--repeats 2]
 
 Each pipeline runs in its own process from a cold start: list the files, decode every JPEG, extract
 features, standardize, train with the config's network, batch size, optimizer, epochs, patience and
@@ -35,7 +35,7 @@ import numpy as np
 from timing import run_command
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "cifar10_hog_color.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "cifar10_hog_color_quick.yaml"
 CHUNK = 500   # files per pool task
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -1,6 +1,6 @@
 """Training speed on a busy machine: the default thread setting against train.threads=1, idle and under load.
 
-    python benchmarks/bench_load.py [--config configs/cifar10_pixels.yaml] [--data /tmp/cifar10] [--epochs 3]
+    python benchmarks/bench_load.py [--config configs/cifar10_pixels_quick.yaml] [--data /tmp/cifar10] [--epochs 3]
                                     [--hogs 2] [--keep-blas-env]
 
 Runs `mlp train CONFIG train.epochs=EPOCHS` (features cached by a first run, so only training is timed) with
@@ -36,7 +36,7 @@ def epoch_seconds(config: Path, data: Path, epochs: int, extra: list[str], work:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "cifar10_pixels.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "cifar10_pixels_quick.yaml")
     parser.add_argument("--data", type=Path, default=Path("/tmp/cifar10"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--hogs", type=int, default=2, help="competing CPU-bound processes")

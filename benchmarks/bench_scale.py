@@ -19,7 +19,7 @@ At 100k the epoch is also run with the store read whole into memory (features.lo
 epoch the store path is compared against. With --folder (a folder of ≥ 200,000 JPEGs, made by
 make_jpeg_folder.py) decode and features are run on real files, with the share of the two cores they kept
 busy (CPU time / (wall time x cores)). With --cifar (the 50,000 CIFAR-10 training JPEGs), the cost of
-`data.limit=2000` on configs/cifar10_hog_color.yaml against the whole set, both from a cold cache.
+`data.limit=2000` on configs/cifar10_hog_color_quick.yaml against the whole set, both from a cold cache.
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ def folder_table(folder: Path, root: Path, env: dict) -> list[str]:
 
 
 def limit_lines(cifar: Path, root: Path, env: dict, repeats: int = 3) -> list[str]:
-    """`mlp features` of configs/cifar10_hog_color.yaml on all 50,000 images and with data.limit=2000, each from
+    """`mlp features` of configs/cifar10_hog_color_quick.yaml on all 50,000 images and with data.limit=2000, each from
     an empty cache, `repeats` times in turn; the medians."""
-    shipped = REPO / "configs" / "cifar10_hog_color.yaml"
+    shipped = REPO / "configs" / "cifar10_hog_color_quick.yaml"
     seconds: dict[str, list[float]] = {"all": [], "limit": []}
     for repeat in range(repeats):
         for label, extra in (("all", []), ("limit", ["data.limit=2000"])):

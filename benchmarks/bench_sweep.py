@@ -1,7 +1,7 @@
 """`mlp sweep` against a shell loop of `mlp train`, with successive halving, on a Dask cluster, and against
 Optuna driving scikit-learn's MLPClassifier — the same 16 configurations × 2 seeds.
 
-    python benchmarks/bench_sweep.py --data PATH [--config configs/cifar10_hog_color.yaml] [--limit 20000]
+    python benchmarks/bench_sweep.py --data PATH [--config configs/cifar10_hog_color_quick.yaml] [--limit 20000]
                                      [--epochs N] [--seeds 2] [--work DIR]
 
 The space: optim.lr in {0.01, 0.02, 0.05, 0.1} × reg in {0.001, 0.003} × model.hidden in {[256], [512]},
@@ -51,7 +51,7 @@ MLP = [sys.executable, "-m", "mlpcli"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(REPO / "configs" / "cifar10_hog_color.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "cifar10_hog_color_quick.yaml"))
     parser.add_argument("--data", help="data.path (the CIFAR-10 JPEG folder)")
     parser.add_argument("--limit", type=int, default=20000, help="data.limit (default 20000)")
     parser.add_argument("--epochs", type=int, help="train.epochs (default: the config's)")

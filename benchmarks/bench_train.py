@@ -242,7 +242,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="epoch table on this many images only (a quick check)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the sgemm and epoch tables")
     parser.add_argument("--e2e-repeats", type=int, default=2, help="rounds of the end-to-end pipelines")
-    parser.add_argument("--config", type=Path, help="end-to-end config (default configs/cifar10_hog_color.yaml)")
+    parser.add_argument("--config", type=Path, help="end-to-end config (default configs/cifar10_hog_color_quick.yaml)")
     parser.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
     args = parser.parse_args()
     if not args.keep_blas_env:

@@ -4,7 +4,7 @@ The Python API (README, "Python API"), imported on first use so that `mlp` start
 
     import mlpcli
 
-    cfg = mlpcli.load_config("configs/cifar10_hog_color.yaml", ["optim.lr=0.02"])   # load_config(): defaults
+    cfg = mlpcli.load_config("configs/cifar10_hog_color_quick.yaml", ["optim.lr=0.02"])   # load_config(): defaults
     result = mlpcli.run(cfg)                          # one training run, as `mlp train` does it
     clf = mlpcli.Classifier.from_checkpoint(result.run.path)
     labels = clf.predict(images)                      # images (N, H, W, C) uint8 -> (N,) indices into classes

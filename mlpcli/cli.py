@@ -180,10 +180,10 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_
     Overrides set any config key by its dotted path, the value read as YAML:
 
     \b
-      mlp train configs/cifar10_hog_color.yaml optim.lr=0.05 model.hidden=[256,128]
+      mlp train configs/cifar10_hog_color_quick.yaml optim.lr=0.05 model.hidden=[256,128]
       mlp train --print-config loss.name=hinge
-      mlp train --resume runs/cifar10_hog_color-20261126-101500
-      mlp train --resume runs/cifar10_hog_color-20261126-101500 train.epochs=30
+      mlp train --resume runs/cifar10_hog_color_quick-20261126-101500
+      mlp train --resume runs/cifar10_hog_color_quick-20261126-101500 train.epochs=30
 
     A run folder gets config.yaml, metrics.jsonl, summary.json, checkpoints/{last,best}.npz and plots.
     Ctrl-C saves last.npz and stops (exit 130); --resume continues exactly where it stopped, with the run's
@@ -273,10 +273,10 @@ def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, worker
       KEY=int(lo,hi)            an integer from lo..hi            (random, tpe)
 
     \b
-      mlp sweep configs/cifar10_hog_color.yaml optim.lr=0.01,0.05,0.1 reg=0.0001,0.001 --seeds 2
+      mlp sweep configs/cifar10_hog_color_quick.yaml optim.lr=0.01,0.05,0.1 reg=0.0001,0.001 --seeds 2
       mlp sweep cfg.yaml 'optim.lr=loguniform(1e-3,0.3)' --method tpe --trials 30 --prune halving
       mlp sweep cfg.yaml optim.lr=0.01,0.1 --scheduler tls://node1:8786 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
-      mlp sweep --resume sweeps/cifar10_hog_color-20261126-101500
+      mlp sweep --resume sweeps/cifar10_hog_color_quick-20261126-101500
 
     The same can live in the config's sweep: section (mlp train --print-config shows it). Every trial's
     config is validated first; trials sharing data and features share one extraction. The sweep folder
@@ -752,7 +752,7 @@ def report(run_dir: str) -> None:
 
     \b
       mlp report runs/default-20261126-101500
-      mlp report sweeps/cifar10_hog_color-20261126-101500
+      mlp report sweeps/cifar10_hog_color_quick-20261126-101500
     """
     if (Path(run_dir) / "sweep.yaml").is_file():
         from mlpcli.sweep.page import write_sweep_report

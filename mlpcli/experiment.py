@@ -1,7 +1,7 @@
 """One run as a library function: `mlp train`, `mlp sweep`, the benchmarks and Python users all call
 `run` (a new run) or `resume` (continue one); each owns its run folder (mlpcli.rundir).
 
-    result = experiment.run(load_config("configs/cifar10_hog_color.yaml", ["optim.lr=0.05"]))
+    result = experiment.run(load_config("configs/cifar10_hog_color_quick.yaml", ["optim.lr=0.05"]))
     result.summary["val"]["accuracy"], result.run.path
 
 A run can pause after any epoch (`stop_after`) and continue later with `resume`: the checkpoints then end with

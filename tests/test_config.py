@@ -99,7 +99,9 @@ def test_booleans_are_not_numbers():
 
 
 def test_configs_are_shipped():
-    assert {path.stem for path in SHIPPED_CONFIGS} >= {"cifar10_pixels", "cifar10_hog_color", "cifar10_bow", "mnist"}
+    assert {path.stem for path in SHIPPED_CONFIGS} >= {"cifar10_pixels", "cifar10_pixels_quick", "cifar10_hog_color",
+                                                       "cifar10_hog_color_quick", "cifar10_bow",
+                                                       "cifar10_bow_hog_color", "mnist"}
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda path: path.name)
