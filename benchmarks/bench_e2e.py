@@ -122,8 +122,9 @@ def color_histograms(hsv: np.ndarray, options: dict) -> list[np.ndarray]:
 def peer_features(root: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
     """Features (N, D) and labels (N,) of every JPEG under root/train/<class>/, in a pool over all cores;
     with data.flip, features (2, N, D): also of the mirror images."""
-    if cfg.data.flip_eval:
-        raise SystemExit("the peers do not score mirror images at evaluation; compare a config without data.flip_eval")
+    if cfg.data.flip_eval or cfg.data.shift_eval:
+        raise SystemExit("the peers score each image alone at evaluation; compare a config without data.flip_eval "
+                         "and data.shift_eval")
     extractors = []
     for spec in cfg.features.extractors:
         if spec.name == "hog":

@@ -92,6 +92,9 @@ class DataConfig:
     flip: bool = option(False, "add a left-right mirror image of every training image (doubles the training split)")
     flip_eval: bool = option(False, "score every evaluated image (validation, test, eval, predict) by the mean of "
                              "its class scores and its mirror image's (twice the feature time)")
+    shift_eval: int = option(0, "also score every evaluated image shifted by this many pixels in each diagonal "
+                             "direction (borders per data.augment.fill), by the mean of all the views' class scores "
+                             "(5 times the feature time; with flip_eval, 10 times); 0: no shifts", min=0)
     on_error: str = option("raise", "an unreadable image: stop with an error, or skip it with a warning",
                            choices=["raise", "skip"])
     shapes: ShapesConfig = option(ShapesConfig(), "options of the generated `shapes` dataset")

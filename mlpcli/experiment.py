@@ -109,7 +109,7 @@ def extract_features(cfg: Config, *, progress: bool = False, pool=None,
                     store = pipeline.fit(split, rngs["features"], stores, pool or local,
                                          training_views(cfg, split.image_shape))
                 else:
-                    store = pipeline.store(split, stores, pool or local, evaluation_views(cfg))
+                    store = pipeline.store(split, stores, pool or local, evaluation_views(cfg, split.image_shape))
                 if report:
                     report(name, split, store, time.perf_counter() - tick, pipeline.cache_hits > hits)
     finally:

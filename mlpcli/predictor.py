@@ -42,10 +42,10 @@ class Classifier:
         return cls(checkpoint.load(path), progress)
 
     def scores(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-        """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape (with data.flip_eval,
-        the mean of each image's and its mirror image's)."""
+        """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape (with data.flip_eval or
+        data.shift_eval, the mean over each image's views: its mirror image, its shifted copies)."""
         self._check_shape(images.shape[1:])
-        views = evaluation_views(self.config)
+        views = evaluation_views(self.config, self.image_shape)
         return batched_scores(self.model, self.pipeline.transform(images, views), batch, len(views))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ class Classifier:
         stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
         try:
             with ProcessPool() as pool:
-                views = evaluation_views(cfg)
+                views = evaluation_views(cfg, self.image_shape)
                 store = self.pipeline.store(data, stores, pool, views)
                 rows, unreadable = store.rows(in_memory=False), store.unreadable()
                 scores = batched_scores(self.model, rows, views=len(views))
@@ -92,7 +92,8 @@ class Classifier:
 def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, views: int = 1) -> np.ndarray:
     """model.scores over features (N, D) in batches, as one (N, C) array. With `views` V > 1, features are
     (V·N, D), a block of N rows per view of the same N images (data.flip_eval: the images, then their mirror
-    images), and the scores (N, C) are the mean of each image's views' scores."""
+    images; data.shift_eval: their shifted copies), and the scores (N, C) are the mean of each image's views'
+    scores."""
     parts = [model.scores(features[i:i + batch]).copy() for i in range(0, len(features), batch)]
     scores = np.concatenate(parts) if parts else np.empty((0, 0))
     if views > 1 and len(scores):

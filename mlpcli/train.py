@@ -123,7 +123,7 @@ class Prepared:
     def featurize(self, split: str) -> SplitRows:
         """The stored features of `split` (extracted now unless cached), with the fitted state."""
         if split not in self.features:
-            views = evaluation_views(self.cfg)
+            views = evaluation_views(self.cfg, self.image_shape)
             self.features[split] = _rows(self.pipeline.store(self.splits[split], self.stores, self.pool, views),
                                          self.splits[split], self.cfg)
         return self.features[split]
@@ -161,6 +161,7 @@ def prepared(cfg: Config, feature_state: dict | None = None,
     try:
         pipeline = FeaturePipeline(cfg.features, cfg.model.dtype, progress)
         train = splits["train"]
+        evaluation_views(cfg, train.image_shape)   # a data.shift_eval that does not fit fails before the features
         store = pipeline.fit(train, rngs["features"], stores, pool, training_views(cfg, train.image_shape),
                              state=feature_state)
         features = {"train": _rows(store, train, cfg)}

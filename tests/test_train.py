@@ -63,6 +63,23 @@ def test_flip_eval_scores_each_image_by_the_mean_of_its_and_its_mirror_images_sc
     assert summary["val"]["accuracy"] == max(row["val_acc"] for row in run.read_metrics())
 
 
+def test_shift_eval_scores_each_image_by_the_mean_over_its_shifted_and_mirrored_views(tiny_config, tmp_path):
+    run = run_once(tiny_config, tmp_path / "run", ["data.flip_eval=true", "data.shift_eval=2"])
+    clf = Classifier.from_checkpoint(run.best)
+    val = validation_split(clf.config)
+    padded = np.pad(val.images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    size = val.images.shape[1]
+    views = [padded[:, 2 + dy:2 + dy + size, 2 + dx:2 + dx + size] for dy, dx in ((0, 0), (-2, -2), (-2, 2), (2, -2),
+                                                                                 (2, 2))]
+    views += [view[:, :, ::-1] for view in views]
+    each = [batched_scores(clf.model, clf.pipeline.transform(np.ascontiguousarray(view))) for view in views]
+    expected = np.mean(each, axis=0)
+    np.testing.assert_allclose(clf.scores(val.images), expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose((each[0] + each[5]) / 2, expected, atol=1e-3)
+    summary = json.loads(run.summary.read_text())
+    assert summary["val"]["accuracy"] == np.mean(expected.argmax(axis=1) == val.labels)
+
+
 def test_run_folder_holds_config_metrics_summary_and_checkpoints(tiny_config, tmp_path):
     run = run_once(tiny_config, tmp_path / "run")
     rows = run.read_metrics()

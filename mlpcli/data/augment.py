@@ -1,7 +1,7 @@
 """Views of a split's images, whose feature rows a store holds one block of N rows after another: the
-images themselves, their mirror images (data.flip, data.flip_eval), and seeded augmented copies of the
-training images (data.augment): each copy moved by a random translation (pad, then crop back to the image
-size) and mirrored left-right at random.
+images themselves, their mirror images (data.flip, data.flip_eval), the evaluated images shifted by a fixed
+number of pixels (data.shift_eval), and seeded augmented copies of the training images (data.augment): each
+copy moved by a random translation (pad, then crop back to the image size) and mirrored left-right at random.
 
 Copy k of image i is drawn from row i of a table of draws made by a generator keyed by (the run's seed,
 the epoch, k): it depends on nothing else — not on which task or process extracts it, nor on the size of
@@ -91,6 +91,30 @@ class Copy:
         return shift_and_flip(images, shifts[rows], flips[rows], self.pad, self.fill)
 
 
+@dataclass(frozen=True)
+class Shifted:
+    """The images shifted by (dy, dx) pixels, out[y, x] = image[y + dy, x + dx] (what the shift uncovers
+    filled per `fill`), then mirrored left-right if `mirror`."""
+
+    dy: int
+    dx: int
+    fill: str
+    mirror: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"shifted by ({self.dy}, {self.dx})" + (", mirrored" if self.mirror else "")
+
+    @property
+    def key(self) -> str:
+        return f"shifted by ({self.dy}, {self.dx}), fill {self.fill}, mirror {self.mirror}"
+
+    def __call__(self, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        n = len(images)
+        return shift_and_flip(images, np.tile((self.dy, self.dx), (n, 1)), np.full(n, self.mirror),
+                              max(abs(self.dy), abs(self.dx)), self.fill)
+
+
 def shift_and_flip(images: np.ndarray, shifts: np.ndarray, flips: np.ndarray, pad: int, fill: str) -> np.ndarray:
     """Images (n, H, W, C) padded by `pad` pixels on every side (numpy.pad mode FILLS[fill]) and cropped back
     to H×W at offset shifts (n, 2) from the centre: out[y, x] = image[y + dy, x + dx] inside the image;
@@ -113,13 +137,25 @@ def training_views(cfg: Config, image_shape: tuple[int, ...], epoch: int = 0) ->
 def augmented_copies(cfg: Config, image_shape: tuple[int, ...], epoch: int) -> tuple[Copy, ...]:
     """The data.augment.copies augmented copies of a training split drawn for `epoch`."""
     augment = cfg.data.augment
-    if augment.copies and augment.pad >= min(image_shape[:2]):
-        raise DataError(f"data.augment.pad: a shift of {augment.pad} pixels leaves nothing of the "
-                        f"{image_shape[0]}x{image_shape[1]} images; use a pad below {min(image_shape[:2])}")
+    if augment.copies:
+        _check_shift("data.augment.pad", augment.pad, image_shape)
     return tuple(Copy(cfg.seed, epoch, copy, augment.pad, augment.fill, augment.flip) for copy in range(augment.copies))
 
 
-def evaluation_views(cfg: Config) -> tuple[View, ...]:
-    """The views an evaluated image is scored by (the mean of their scores): the image, and its mirror image
-    with data.flip_eval."""
-    return (Images(), Mirror()) if cfg.data.flip_eval else (Images(),)
+def evaluation_views(cfg: Config, image_shape: tuple[int, ...]) -> tuple[View, ...]:
+    """The views an evaluated image is scored by (the mean of their scores): the image; with data.shift_eval s,
+    the image shifted by s pixels in each diagonal direction (borders per data.augment.fill); with
+    data.flip_eval, the mirror image of each. DataError if a shift of s does not fit the images."""
+    shift, fill = cfg.data.shift_eval, cfg.data.augment.fill
+    _check_shift("data.shift_eval", shift, image_shape)
+    mirrors = (False, True) if cfg.data.flip_eval else (False,)
+    shifted = tuple(Shifted(dy, dx, fill, mirror) for dy in (-shift, shift) for dx in (-shift, shift)
+                    for mirror in mirrors) if shift else ()
+    return (Images(), *((Mirror(),) if cfg.data.flip_eval else ()), *shifted)
+
+
+def _check_shift(key: str, shift: int, image_shape: tuple[int, ...]) -> None:
+    """DataError if a shift of `shift` pixels (config key `key`) leaves nothing of images of shape (H, W, C)."""
+    if shift >= min(image_shape[:2]):
+        raise DataError(f"{key}: a shift of {shift} pixels leaves nothing of the {image_shape[0]}x{image_shape[1]} "
+                        f"images; use a shift below {min(image_shape[:2])}")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mlpcli.config import load_config
-from mlpcli.data.augment import Copy, Images, Mirror, evaluation_views, shift_and_flip, training_views
+from mlpcli.data.augment import Copy, Images, Mirror, Shifted, evaluation_views, shift_and_flip, training_views
 from mlpcli.errors import ConfigError, DataError
 
 PICTURE = np.array([[1, 2, 3, 4],
@@ -99,11 +99,38 @@ def test_the_views_of_a_run_follow_its_config():
     assert views == (Images(), Mirror(), Copy(5, 4, 0, 3, "zero", True), Copy(5, 4, 1, 3, "zero", True))
     assert [view.name for view in views] == ["images", "mirror images", "copy 1", "copy 2"]
     assert len({view.key for view in views}) == 4
-    assert evaluation_views(cfg) == (Images(),)
-    assert evaluation_views(load_config(None, ["data.flip_eval=true"])) == (Images(), Mirror())
+    assert evaluation_views(cfg, (16, 16, 3)) == (Images(),)
+    assert evaluation_views(load_config(None, ["data.flip_eval=true"]), (16, 16, 3)) == (Images(), Mirror())
     assert training_views(load_config(None), (16, 16, 3)) == (Images(),)
     with pytest.raises(DataError, match="data.augment.pad: a shift of 16 pixels leaves nothing of the 16x20 images"):
         training_views(load_config(None, ["data.augment={copies: 1, pad: 16}"]), (16, 20, 3))
+
+
+def test_shift_eval_adds_the_four_diagonal_shifts_and_with_flip_eval_their_mirror_images():
+    shifted = evaluation_views(load_config(None, ["data.shift_eval=2", "data.augment.fill=edge"]), (16, 16, 3))
+    assert shifted == (Images(), *(Shifted(dy, dx, "edge") for dy, dx in ((-2, -2), (-2, 2), (2, -2), (2, 2))))
+    both = evaluation_views(load_config(None, ["data.shift_eval=2", "data.flip_eval=true"]), (16, 16, 3))
+    assert both[:2] == (Images(), Mirror()) and len(both) == 10
+    assert set(both[2:]) == {Shifted(dy, dx, "reflect", mirror) for dy in (-2, 2) for dx in (-2, 2)
+                             for mirror in (False, True)}
+    assert len({view.key for view in both}) == 10 and len({view.name for view in both}) == 10
+    with pytest.raises(DataError, match="data.shift_eval: a shift of 16 pixels leaves nothing of the 20x16 images"):
+        evaluation_views(load_config(None, ["data.shift_eval=16"]), (20, 16, 3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(height=st.integers(2, 9), width=st.integers(2, 9), dy=st.integers(-8, 8), dx=st.integers(-8, 8),
+       mirror=st.booleans(), data=st.data())
+def test_a_shifted_view_moves_every_image_alike_by_its_fixed_offset(height, width, dy, dx, mirror, data):
+    shift = max(abs(dy), abs(dx))
+    images = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 256, (3, height, width, 2), np.uint8)
+    view = Shifted(dy, dx, "edge", mirror)(images, np.arange(3))
+    out = view[:, :, ::-1] if mirror else view
+    for y in range(height):
+        for x in range(width):
+            np.testing.assert_array_equal(out[:, y, x], images[:, min(max(y + dy, 0), height - 1),
+                                                                  min(max(x + dx, 0), width - 1)])
+    assert shift or np.array_equal(out, images)
 
 
 @pytest.mark.parametrize("override, message", [
