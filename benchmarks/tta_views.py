@@ -7,7 +7,7 @@ RUN is a run folder (its best.npz) or a checkpoint. The script rebuilds the run'
 checkpoint's feature state, and prints the validation accuracy of the mean class scores over each view set
 `mlp train` would use: data.flip_eval false and true, times data.shift_eval 0 and each of `--shifts`
 (the views are mlpcli.data.augment.evaluation_views, so the rows are what a config with those settings
-scores). The run's own setting is one of the rows: its accuracy must match summary.json's.
+scores). The run's own setting is one of the rows, and should give summary.json's validation accuracy.
 """
 
 from __future__ import annotations
