@@ -5,6 +5,8 @@ The output equals `skimage.feature.hog(image, ..., feature_vector=True)` with th
 of unsigned orientations into a per-cell mean magnitude, the same block normalizations. With
 `interpolate`, each gradient votes as in Dalal & Triggs' paper instead: trilinearly, into the two
 nearest orientation bins and the four nearest cells (without their Gaussian window over each block).
+With `signed`, the bins span 0-360 degrees instead of 0-180 (Felzenszwalb et al.'s contrast-sensitive
+orientations): bins i and i + n of 2n signed bins hold what bin i of n unsigned ones holds.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ SLICE_BYTES_PER_CHANNEL = 20  # most 148 per RGB pixel, 112 per gray pixel)
 
 @dataclass
 class HogConfig:
-    orientations: int = option(9, "orientation bins over 0-180 degrees (unsigned gradients)", min=1, max=180)
+    orientations: int = option(9, "orientation bins over 0-180 degrees (unsigned gradients), or 0-360 if signed",
+                               min=1, max=180)
+    signed: bool = option(False, "signed gradients: bins over 0-360 degrees, telling a dark-to-light edge from "
+                          "light-to-dark (false: skimage's 0-180)")
     pixels_per_cell: int = option(8, "side of a square cell, in pixels", min=1, max=MAX_SIDE)
     cells_per_block: int = option(2, "side of a square normalization block, in cells (Dalal-Triggs: 2)", min=1,
                                   max=64)
@@ -93,9 +98,9 @@ class Hog(Extractor):
             table_index += 255 * 511 + 255
             magnitude = np.sqrt(magnitude2, dtype=np.float32)
             if cfg.interpolate:
-                votes = [table.take(table_index) for table in _integer_gradient_votes(cfg.orientations)]
+                votes = [table.take(table_index) for table in _integer_gradient_votes(cfg.orientations, cfg.signed)]
             else:
-                bins = _integer_gradient_bins(cfg.orientations).take(table_index)
+                bins = _integer_gradient_bins(cfg.orientations, cfg.signed).take(table_index)
         else:
             if len(planes) > 1 and not cfg.interpolate:  # skimage ranks channels by hypot: a rounded
                 magnitude, d_row, d_col = _strongest(np.hypot(d_row, d_col), d_row, d_col)  # squared sum could
@@ -103,9 +108,9 @@ class Hog(Extractor):
                 magnitude2, d_row, d_col = _strongest(d_row * d_row + d_col * d_col, d_row, d_col)
                 magnitude = np.sqrt(magnitude2)
             if cfg.interpolate:
-                votes = _orientation_votes(d_row, d_col, cfg.orientations)
+                votes = _orientation_votes(d_row, d_col, cfg.orientations, cfg.signed)
             else:
-                bins = _orientation_bins(d_row, d_col, cfg.orientations)
+                bins = _orientation_bins(d_row, d_col, cfg.orientations, cfg.signed)
         if cfg.interpolate:
             return _interpolated_histograms(magnitude, votes, images.shape[:3], cfg)
         slot = _slot_of_pixel(len(images), images.shape[1:3], cfg.pixels_per_cell, cfg.orientations)
@@ -167,16 +172,17 @@ def _select(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a * mask + b * ~mask
 
 
-def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> np.ndarray:
-    """Bin of each gradient's unsigned orientation, decided exactly as skimage decides it.
+def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int, signed: bool) -> np.ndarray:
+    """Bin of each gradient's orientation, unsigned decided exactly as skimage decides it.
 
-    Bin i holds angles in [180/n · i, 180/n · (i+1)) degrees; bin n holds the rare angle that float
-    rounding leaves outside every range (skimage then counts it nowhere).
+    Bin i holds angles in [span/n · i, span/n · (i+1)) degrees, span 180 (unsigned) or 360 (signed); bin n
+    holds the rare angle that float rounding leaves outside every range (skimage then counts it nowhere).
     """
+    span = 360.0 if signed else 180.0
     degrees = np.rad2deg(np.arctan2(d_row, d_col))                  # in [-180, 180]
-    angle = degrees + (degrees < 0) * 180.0                         # degrees % 180, but ten times faster,
-    angle -= (angle == 180) * 180.0                                 # and rounded the same way
-    step = 180.0 / orientations
+    angle = degrees + (degrees < 0) * span                          # degrees % span, but ten times faster,
+    angle -= (angle == span) * span                                 # and rounded the same way
+    step = span / orientations
     bins = np.zeros(angle.shape, np.uint8)
     for i in range(1, orientations + 1):
         bins += angle >= step * i
@@ -184,28 +190,30 @@ def _orientation_bins(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -
 
 
 @functools.lru_cache(maxsize=8)
-def _integer_gradient_bins(orientations: int) -> np.ndarray:
+def _integer_gradient_bins(orientations: int, signed: bool) -> np.ndarray:
     """Orientation bin of every integer gradient in [-255, 255]², flat, at (d_row + 255) · 511 + d_col + 255."""
     d = np.arange(-255, 256, dtype=np.float64)
-    return _orientation_bins(d[:, None], d[None, :], orientations).ravel()
+    return _orientation_bins(d[:, None], d[None, :], orientations, signed).ravel()
 
 
-def _orientation_votes(d_row: np.ndarray, d_col: np.ndarray, orientations: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bins whose centers surround each gradient's unsigned orientation: the lower one, cyclically
+def _orientation_votes(d_row: np.ndarray, d_col: np.ndarray, orientations: int,
+                       signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The bins whose centers surround each gradient's orientation: the lower one, cyclically
     (uint8; the upper one is the next), and the upper one's share, 1 − its distance in bins (float32)."""
+    span = 2 * np.pi if signed else np.pi
     angle = np.arctan2(d_row, d_col)
-    angle += (angle < 0) * np.pi                        # unsigned, in [0, π]; π votes as 0 does
-    position = angle * (orientations / np.pi) + 0.5     # in bins from the center of the bin before bin 0
+    angle += (angle < 0) * span                         # in [0, span]; span votes as 0 does
+    position = angle * (orientations / span) + 0.5      # in bins from the center of the bin before bin 0
     above = position.astype(np.intp)                    # that bin's number + 1, in [0, orientations]
     lower = ((np.arange(orientations + 1) - 1) % orientations).astype(np.uint8)
     return lower.take(above), (position - above).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _integer_gradient_votes(orientations: int) -> tuple[np.ndarray, np.ndarray]:
+def _integer_gradient_votes(orientations: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """_orientation_votes of every integer gradient in [-255, 255]², flat, as _integer_gradient_bins."""
     d = np.arange(-255, 256, dtype=np.float64)
-    return tuple(table.ravel() for table in _orientation_votes(d[:, None], d[None, :], orientations))
+    return tuple(table.ravel() for table in _orientation_votes(d[:, None], d[None, :], orientations, signed))
 
 
 def _interpolated_histograms(magnitude: np.ndarray, votes: tuple[np.ndarray, ...], shape: tuple[int, int, int],

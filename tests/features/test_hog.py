@@ -4,6 +4,8 @@ import functools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage import data, transform
 from skimage.color import rgb2gray
 from skimage.feature import hog as skimage_hog
@@ -168,7 +170,8 @@ def trilinear_reference(image: np.ndarray, cfg: HogConfig) -> np.ndarray:
             d_col = planes[r, c + 1] - planes[r, c - 1] if 0 < c < width - 1 else np.zeros(image.shape[2])
             k = int(np.argmax(np.hypot(d_row, d_col)))
             magnitude = np.hypot(d_row[k], d_col[k])
-            position = np.degrees(np.arctan2(d_row[k], d_col[k])) % 180 / (180 / bins) - 0.5
+            span = 360 if cfg.signed else 180
+            position = np.degrees(np.arctan2(d_row[k], d_col[k])) % span / (span / bins) - 0.5
             y, x = (r + 0.5) / cell - 0.5, (c + 0.5) / cell - 0.5
             for cell_row in (int(np.floor(y)), int(np.floor(y)) + 1):
                 for cell_col in (int(np.floor(x)), int(np.floor(x)) + 1):
@@ -184,6 +187,8 @@ def trilinear_reference(image: np.ndarray, cfg: HogConfig) -> np.ndarray:
     ("cifar-like 32x32", {"pixels_per_cell": 4, "transform_sqrt": True, "block_norm": "L1"}),
     ("coffee 48x64", {"pixels_per_cell": 6, "cells_per_block": 3, "orientations": 12}),
     ("camera gray 61x83", {"pixels_per_cell": 10, "orientations": 7, "block_norm": "L2"}),
+    ("cifar-like 32x32", {"signed": True, "orientations": 18, "transform_sqrt": True}),
+    ("camera gray 61x83", {"signed": True, "orientations": 5, "pixels_per_cell": 10}),
 ])
 def test_interpolated_votes_equal_a_pixel_by_pixel_reference(images_name, options):
     images = IMAGES[images_name]()[:2]
@@ -208,3 +213,32 @@ def test_an_interpolated_vote_is_shared_by_closeness():
     expected = np.zeros((2, 2, 4))
     expected[0, :, 1:3], expected[1, :, 1:3] = upper, lower
     np.testing.assert_allclose(histograms, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("interpolate", [False, True])
+@pytest.mark.parametrize("images_name", ["cifar-like 32x32", "camera gray 61x83"])
+@given(orientations=st.integers(1, 12), pixels_per_cell=st.integers(3, 10), transform_sqrt=st.booleans())
+@settings(max_examples=15, deadline=None)
+def test_signed_bins_folded_in_half_are_the_unsigned_bins(interpolate, images_name, orientations, pixels_per_cell,
+                                                          transform_sqrt):
+    # Signed bin i and bin i + n of 2n bins over 0-360 degrees cover the angles that unsigned bin i of n
+    # over 0-180 covers: a gradient and its opposite.
+    images = IMAGES[images_name]()[:2]
+    options = {"pixels_per_cell": pixels_per_cell, "transform_sqrt": transform_sqrt, "interpolate": interpolate}
+    cells = (images.shape[1] // pixels_per_cell, images.shape[2] // pixels_per_cell)
+    signed = Hog(HogConfig(orientations=2 * orientations, signed=True, **options))._cell_histograms(images, cells)
+    unsigned = Hog(HogConfig(orientations=orientations, **options))._cell_histograms(images, cells)
+    folded = signed[..., :orientations] + signed[..., orientations:]
+    np.testing.assert_allclose(folded, unsigned, rtol=1e-5, atol=1e-4)
+    assert np.abs(signed[..., :orientations] - unsigned).max() > 0.1 * unsigned.max()   # a half is not all
+
+
+def test_a_gradient_and_its_opposite_fall_in_different_signed_bins():
+    rows, cols = np.indices((16, 16))
+    rising = ((rows + cols) * 5).astype(np.uint8)[None, ..., None]     # brighter down and right: 45 degrees
+    falling = 150 - rising                                              # the opposite: 225 degrees
+    for interpolate in (False, True):   # 45 and 225 degrees: inside bins 0 and 2 of 4, and their centers
+        cfg = HogConfig(orientations=4, signed=True, pixels_per_cell=8, interpolate=interpolate)
+        there, back = (Hog(cfg)._cell_histograms(images, (2, 2))[0].sum((0, 1)) for images in (rising, falling))
+        assert there.argmax() == 0 and back.argmax() == 2
+        np.testing.assert_allclose(there, np.roll(back, 2), rtol=1e-6, atol=1e-4)
