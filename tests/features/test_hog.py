@@ -161,7 +161,7 @@ def trilinear_reference(image: np.ndarray, cfg: HogConfig) -> np.ndarray:
     cells whose centers surround it, in proportion to closeness; then skimage's block normalization."""
     planes = np.sqrt(image.astype(np.float64)) if cfg.transform_sqrt else image.astype(np.float64)
     height, width, _ = image.shape
-    cell, bins = cfg.pixels_per_cell, cfg.orientations
+    cell, bins, span = cfg.pixels_per_cell, cfg.orientations, 360 if cfg.signed else 180
     rows, cols = height // cell, width // cell
     histograms = np.zeros((rows, cols, bins))
     for r in range(height):
@@ -170,7 +170,6 @@ def trilinear_reference(image: np.ndarray, cfg: HogConfig) -> np.ndarray:
             d_col = planes[r, c + 1] - planes[r, c - 1] if 0 < c < width - 1 else np.zeros(image.shape[2])
             k = int(np.argmax(np.hypot(d_row, d_col)))
             magnitude = np.hypot(d_row[k], d_col[k])
-            span = 360 if cfg.signed else 180
             position = np.degrees(np.arctan2(d_row[k], d_col[k])) % span / (span / bins) - 0.5
             y, x = (r + 0.5) / cell - 0.5, (c + 0.5) / cell - 0.5
             for cell_row in (int(np.floor(y)), int(np.floor(y)) + 1):
