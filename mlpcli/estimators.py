@@ -206,7 +206,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              "features as input.")
 
     def _standardized(self, X: np.ndarray) -> np.ndarray:
-        """A copy of X (N, D) in the network's dtype, standardized in place as a run's feature rows are."""
+        """X (N, D) in the network's dtype, standardized as a run's feature rows are. Training and scoring only
+        read it, so with normalize='none' rows already in that dtype are used as they are, without a copy."""
+        if self.mean_ is None:
+            return np.asarray(X, dtype=self.network_.dtype)
         rows = np.array(X, dtype=self.network_.dtype)
         if self.mean_ is not None:
             rows -= self.mean_

@@ -5,6 +5,7 @@ scikit-learn."""
 from __future__ import annotations
 
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -245,6 +246,20 @@ def test_fitted_estimators_survive_pickling_and_clone_does_not_copy_the_fit():
         clone(model.named_steps["mlp"]).predict(images)
     for base in (MlpError, ValueError, AttributeError, sklearn.exceptions.NotFittedError):
         assert issubclass(NotFittedError, base)
+
+
+def test_rows_are_copied_only_to_standardize_them_and_never_written():
+    X = np.random.default_rng(0).standard_normal((20000, 100), dtype=np.float32)       # 8 MB
+    y = np.arange(len(X)) % 3
+    before = X.copy()
+    peaks = {}
+    for normalize in ("none", "standard"):
+        tracemalloc.start()
+        MLPClassifier(hidden=(4,), epochs=1, normalize=normalize, random_state=0).fit(X, y).predict_proba(X)
+        peaks[normalize] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks["none"] < X.nbytes / 2 < X.nbytes <= peaks["standard"]      # (the finiteness check: X.nbytes / 4)
+    assert np.array_equal(X, before)
 
 
 def test_transformers_take_images_or_rows_with_an_image_shape():
