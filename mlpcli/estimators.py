@@ -211,9 +211,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.mean_ is None:
             return np.asarray(X, dtype=self.network_.dtype)
         rows = np.array(X, dtype=self.network_.dtype)
-        if self.mean_ is not None:
-            rows -= self.mean_
-            rows /= self.scale_
+        rows -= self.mean_
+        rows /= self.scale_
         return rows
 
 
