@@ -1,9 +1,10 @@
-"""What dropout, batch norm and layer norm cost a training step and a scoring pass.
+"""What dropout (of the hidden units or of the inputs), batch norm and layer norm cost a training step and a
+scoring pass.
 
     python benchmarks/bench_gates.py [--sizes 3072,1000,500,10] [--batch 200] [--steps 50] [--threads 1]
 
-For each variant of the same network (plain, dropout 0.5, batch norm, layer norm, batch norm + dropout
-0.5) it times a training step (`MLP.loss_and_grads` and a momentum update) on a batch of random float32
+For each variant of the same network (plain, dropout 0.5, input dropout 0.2, batch norm, layer norm,
+batch norm + dropout 0.5) it times a training step (`MLP.loss_and_grads` and a momentum update) on a batch of random float32
 features, and scoring 1,000 samples (`MLP.scores`), each the best of --repeats runs of --steps steps, and
 prints milliseconds and the ratio to the plain network. No data set needed: the cost of these gates does
 not depend on the values. The matrix products dominate the plain step, so the ratios say how much of a
@@ -29,6 +30,7 @@ from mlpcli.nn.optim import OPTIMIZERS  # noqa: E402
 VARIANTS = {
     "plain": [],
     "dropout 0.5": ["model.dropout=0.5"],
+    "input dropout 0.2": ["model.input_dropout=0.2"],
     "batch norm": ["model.norm=batch"],
     "layer norm": ["model.norm=layer"],
     "batch norm + dropout 0.5": ["model.norm=batch", "model.dropout=0.5"],

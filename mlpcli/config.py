@@ -160,6 +160,8 @@ class ModelConfig:
                                   "statistic", min=0.0, max=1.0)
     norm_eps: float = option(1e-5, "batch and layer norm: added to the variance under the square root; must be "
                              "positive", min=0.0)
+    input_dropout: float = option(0.0, "fraction of the input features zeroed at random in each training step "
+                                  "(inverted dropout, before the first layer)", min=0.0, below=1.0)
     dropout: float | list[float] = option(0.0, "fraction of hidden units zeroed at random in each training step "
                                           "(inverted dropout): one rate for all hidden layers or a list, one per "
                                           "layer", parse=_parse_dropout)

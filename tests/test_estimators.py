@@ -97,10 +97,10 @@ def shapes_run(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("overrides, params", [
     ((), {}),
-    (("model.norm=batch", "model.dropout=0.3", "optim.name=adam", "optim.lr=0.01", "reg=0.01", "model.hidden=[16,8]",
-      "optim.schedule=cosine", "train.batch_size=10"),
-     {"norm": "batch", "dropout": 0.3, "optimizer": "adam", "lr": 0.01, "reg": 0.01, "hidden": (16, 8),
-      "schedule": "cosine", "batch_size": 10}),
+    (("model.norm=batch", "model.dropout=0.3", "model.input_dropout=0.1", "optim.name=adam", "optim.lr=0.01",
+      "reg=0.01", "model.hidden=[16,8]", "optim.schedule=cosine", "train.batch_size=10"),
+     {"norm": "batch", "dropout": 0.3, "input_dropout": 0.1, "optimizer": "adam", "lr": 0.01, "reg": 0.01,
+      "hidden": (16, 8), "schedule": "cosine", "batch_size": 10}),
 ])
 def test_random_state_s_learns_the_weights_of_a_run_with_seed_s(shapes_run, overrides, params):
     cfg, ckpt, train = shapes_run(*overrides)

@@ -236,6 +236,12 @@ def test_dropout_and_batch_norm_runs_repeat_and_resume_byte_identical(tiny_confi
     assert progress["dropout_state"]["bit_generator"] == "PCG64"
 
 
+def test_input_dropout_runs_repeat_and_resume_byte_identical(tiny_config, tmp_path, monkeypatch):
+    overrides = ["model.hidden=[16]", "model.input_dropout=0.3"]
+    progress = resumed_like_a_run_never_stopped(tiny_config, tmp_path, monkeypatch, overrides, 1, ctrl_c=True)
+    assert progress["dropout_state"]["bit_generator"] == "PCG64"
+
+
 def test_checkpoints_carry_the_running_averages_and_the_classifier_scores_with_them(tiny_config, tmp_path):
     run = run_once(tiny_config, tmp_path / "run", REGULARIZED)
     best = checkpoint.load(run.best)

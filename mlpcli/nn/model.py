@@ -1,7 +1,8 @@
 """The multilayer perceptron: gates run in order for the scores, in reverse for the gradients.
 
 Each hidden layer is Linear → [norm] → activation → [dropout]; before batch norm the Linear has no bias
-(batch norm subtracts it with the batch mean, and its β takes the bias's place).
+(batch norm subtracts it with the batch mean, and its β takes the bias's place). Dropout of the input
+features, when asked (`model.input_dropout`), comes before the first Linear.
 
 Loss = data loss + λ·Σ_k ΣW_k² over the weight matrices only (biases and the norms' γ, β are not
 regularized), so the weight gradient gains 2λW. scikit-learn's MLPClassifier uses (α/2)·ΣW² with the
@@ -25,7 +26,8 @@ from mlpcli.parallel import elementwise
 
 
 class MLP:
-    """Gates (Linear, [norm,] activation, [dropout,] …, Linear) plus a data loss and the L2 strength `reg` (λ).
+    """Gates ([dropout,] Linear, [norm,] activation, [dropout,] …, Linear) plus a data loss and the L2 strength
+    `reg` (λ).
 
     `params`/`grads` hold every trainable array by name ("layer{i}.W", "layer{i}.b" of the i-th Linear,
     "norm{i}.gamma", "norm{i}.beta" of the i-th norm), `buffers` the arrays that are kept but not trained
@@ -40,18 +42,20 @@ class MLP:
         self.params = _named(gates, "params")
         self.grads = _named(gates, "grads")
         self.buffers = _named(gates, "buffers")
-        self.dtype = gates[0].params["W"].dtype
+        self.input_dim, _ = self.params["layer0.W"].shape
+        self.dtype = self.params["layer0.W"].dtype
 
     @classmethod
     def from_config(cls, input_dim: int, num_classes: int, model_cfg, loss_cfg, reg: float,
                     rng: np.random.Generator, dropout_rng: np.random.Generator | None = None) -> MLP:
         """The network `model_cfg` describes: hidden [] is a linear classifier, [H] a 2-layer net, [H1, H2]
-        a 3-layer net, and so on. Weights are drawn from `rng`; dropout masks from `dropout_rng` (default:
-        a generator spawned from `rng`), which becomes the model's `rng` (None without dropout)."""
+        a 3-layer net, and so on. Weights are drawn from `rng`; dropout masks (of the inputs, then of each
+        hidden layer, in every training step) from `dropout_rng` (default: a generator spawned from `rng`),
+        which becomes the model's `rng` (None without dropout)."""
         dtype = np.dtype(model_cfg.dtype)
         hidden = model_cfg.hidden
         rates = model_cfg.dropout if isinstance(model_cfg.dropout, list) else [model_cfg.dropout] * len(hidden)
-        if not any(rates):
+        if not any(rates) and not model_cfg.input_dropout:
             dropout_rng = None
         elif dropout_rng is None:
             dropout_rng = rng.spawn(1)[0]
@@ -71,6 +75,8 @@ class MLP:
                             np.zeros(num_classes, dtype=dtype), input_grad=bool(hidden)))
         for gate in gates[1:]:
             gate.inplace = True                       # their inputs and upstream gradients are ours to reuse
+        if model_cfg.input_dropout:
+            gates.insert(0, Dropout(model_cfg.input_dropout, dropout_rng))   # never over X: it is the caller's
         return cls(gates, LOSSES[loss_cfg.name](loss_cfg), reg, dropout_rng)
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
@@ -94,6 +100,8 @@ class MLP:
         data_loss, dout = self.loss(scores, y)
         for gate in reversed(self.gates):
             dout = gate.backward(dout)
+            if dout is None:                         # the first Linear: the gates before it only touch data
+                break
         return data_loss, self._regularize(), scores
 
     def penalty(self) -> float:
@@ -111,7 +119,7 @@ class MLP:
     def describe(self) -> str:
         """Layer widths and the gates' names, e.g. "3072-100-10 relu softmax",
         "3072-200-100-10 batch_norm relu dropout softmax"."""
-        sizes = [self.gates[0].params["W"].shape[0]]
+        sizes = [self.input_dim]
         for gate in self.gates:
             if isinstance(gate, Linear):
                 sizes.append(gate.params["W"].shape[1])

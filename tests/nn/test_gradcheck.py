@@ -44,8 +44,8 @@ def test_linear_classifier_and_deeper_nets_pass(hidden):
 
 @pytest.mark.parametrize("activation, loss, norm",
                          list(itertools.product(ACTIVATION_NAMES, ["softmax", "hinge"], ["none", "batch", "layer"])))
-def test_every_network_with_dropout_and_norm_passes(activation, loss, norm):
-    model = build([6, 5], activation, loss, norm=norm, dropout=[0.3, 0.5])
+def test_every_network_with_dropout_of_inputs_and_units_and_norm_passes(activation, loss, norm):
+    model = build([6, 5], activation, loss, norm=norm, dropout=[0.3, 0.5], input_dropout=0.2)
     jitter_constants(model, np.random.default_rng(2))
     rows = check_model(model, *batch())
     assert [row.name for row in rows] == list(model.params)
@@ -66,6 +66,13 @@ def test_norm_and_dropout_gates_alone_pass(activation, norm):
     rows = check_gates(cfg, LossConfig(), np.random.default_rng(1))
     assert [row.name for row in rows] == ["linear.dX", "linear.W", "linear.b", f"{norm}_norm.dX", f"{norm}_norm.gamma",
                                           f"{norm}_norm.beta", f"{activation}.dX", "dropout.dX", "softmax.dscores"]
+    assert all(row.passed and row.checked > 0 for row in rows), rows
+
+
+def test_input_dropout_alone_is_checked_as_the_dropout_gate():
+    rows = check_gates(ModelConfig(input_dropout=0.2), LossConfig(), np.random.default_rng(1))
+    assert [row.name for row in rows] == ["linear.dX", "linear.W", "linear.b", "relu.dX", "dropout.dX",
+                                          "softmax.dscores"]
     assert all(row.passed and row.checked > 0 for row in rows), rows
 
 

@@ -141,9 +141,9 @@ def test_gates_can_be_composed_by_hand():
 
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.integers(1, 6), max_size=6), st.sampled_from(["none", "batch", "layer"]),
-       st.floats(0.0, 0.9), st.integers(1, 5))
-def test_any_depth_builds_and_runs(hidden, norm, dropout, N):
-    model = build(hidden, norm=norm, dropout=dropout, dtype="float64")
+       st.floats(0.0, 0.9), st.floats(0.0, 0.9), st.integers(1, 5))
+def test_any_depth_builds_and_runs(hidden, norm, dropout, input_dropout, N):
+    model = build(hidden, norm=norm, dropout=dropout, input_dropout=input_dropout, dtype="float64")
     sizes = [6, *hidden, 3]
     assert [model.params[f"layer{i}.W"].shape for i in range(len(sizes) - 1)] == list(zip(sizes[:-1], sizes[1:]))
     assert model.describe().split()[0] == "-".join(map(str, sizes))
@@ -162,6 +162,31 @@ def test_hidden_layer_is_linear_norm_activation_dropout():
     assert model.describe() == "6-5-4-3 layer_norm relu dropout softmax"
     every = build([5, 4, 2], dropout=0.25)
     assert [g.rate for g in every.gates if isinstance(g, Dropout)] == [0.25] * 3
+
+
+@pytest.mark.parametrize("hidden, dropout", [([5], 0.0), ([5, 4], 0.5), ([], 0.0)])
+def test_input_dropout_masks_the_features_before_the_first_linear(hidden, dropout):
+    model = build(hidden, dropout=dropout, input_dropout=0.4, dtype="float64")
+    assert isinstance(model.gates[0], Dropout) and model.gates[0].rate == 0.4 and isinstance(model.gates[1], Linear)
+    plain = build(hidden, dropout=dropout, dtype="float64")
+    assert list(model.params) == list(plain.params)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((7, 6)), np.arange(7) % 3
+    plain.load_params(model.params)
+    np.testing.assert_array_equal(model.scores(X), plain.scores(X))              # scoring: no dropout
+    for gate in plain.gates:
+        if isinstance(gate, Dropout):
+            gate.rng = model.rng                                                 # the same hidden masks
+    state = model.rng.bit_generator.state
+    model.loss_and_grads(X, y)
+    mask = model.gates[0].mask                                                   # (7, 6): 0 or 1 / 0.6
+    assert set(np.unique(mask)) <= {0.0, 1 / 0.6} and mask.shape == X.shape
+    model.rng.bit_generator.state = state
+    model.rng.random(X.shape)                                                    # the input mask's draw
+    plain.loss_and_grads(X * mask, y)                                            # the net on the masked inputs
+    for name in model.grads:
+        np.testing.assert_allclose(model.grads[name], plain.grads[name], rtol=1e-12, err_msg=name)
+    assert model.describe().split()[1] == "dropout"
 
 
 def test_batch_norm_takes_the_bias_and_keeps_running_averages_as_buffers():
