@@ -4,11 +4,11 @@ scoring pass.
     python benchmarks/bench_gates.py [--sizes 3072,1000,500,10] [--batch 200] [--steps 50] [--threads 1]
 
 For each variant of the same network (plain, dropout 0.5, input dropout 0.2, batch norm, layer norm,
-batch norm + dropout 0.5) it times a training step (`MLP.loss_and_grads` and a momentum update) on a batch of random float32
-features, and scoring 1,000 samples (`MLP.scores`), each the best of --repeats runs of --steps steps, and
-prints milliseconds and the ratio to the plain network. No data set needed: the cost of these gates does
-not depend on the values. The matrix products dominate the plain step, so the ratios say how much of a
-step the new gates add on top of them.
+batch norm + dropout 0.5) it times a training step (`MLP.loss_and_grads` and a momentum update) on a
+batch of random float32 features, and scoring 1,000 samples (`MLP.scores`), each the best of --repeats
+runs of --steps steps, and prints milliseconds and the ratio to the plain network. No data set needed:
+the cost of these gates does not depend on the values. The matrix products dominate the plain step, so
+the ratios say how much of a step the new gates add on top of them.
 """
 
 from __future__ import annotations

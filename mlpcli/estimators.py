@@ -41,12 +41,11 @@ NETWORK_KEYS = {      # MLPClassifier parameter → the config key it mirrors
     "optimizer": "optim.name", "lr": "optim.lr", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "normalize": "features.normalize", "norm": "model.norm", "dropout": "model.dropout",
     "input_dropout": "model.input_dropout", "init": "model.init", "init_std": "model.init_std",
-    "leaky_slope": "model.leaky_slope",
-    "elu_alpha": "model.elu_alpha", "maxout_pieces": "model.maxout_pieces", "norm_momentum": "model.norm_momentum",
-    "norm_eps": "model.norm_eps", "dtype": "model.dtype", "delta": "loss.delta", "momentum": "optim.momentum",
-    "nesterov": "optim.nesterov", "rho": "optim.rho", "beta1": "optim.beta1", "beta2": "optim.beta2",
-    "eps": "optim.eps", "schedule": "optim.schedule", "decay": "optim.decay", "step_every": "optim.step_every",
-    "min_lr": "optim.min_lr", "threads": "train.threads",
+    "leaky_slope": "model.leaky_slope", "elu_alpha": "model.elu_alpha", "maxout_pieces": "model.maxout_pieces",
+    "norm_momentum": "model.norm_momentum", "norm_eps": "model.norm_eps", "dtype": "model.dtype",
+    "delta": "loss.delta", "momentum": "optim.momentum", "nesterov": "optim.nesterov", "rho": "optim.rho",
+    "beta1": "optim.beta1", "beta2": "optim.beta2", "eps": "optim.eps", "schedule": "optim.schedule",
+    "decay": "optim.decay", "step_every": "optim.step_every", "min_lr": "optim.min_lr", "threads": "train.threads",
 }
 RANDOM_STATE = Parameter(None, "seed of the random streams: None (fresh each fit), an int s (the streams of a "
                                 "run with seed=s), or a numpy Generator or RandomState to draw a seed from")
