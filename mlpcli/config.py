@@ -167,6 +167,11 @@ class ModelConfig:
                                           "layer", parse=_parse_dropout)
     dtype: str = option("float32", "floating-point type of weights and features", choices=["float32", "float64"])
 
+    @property
+    def dropout_rates(self) -> list[float]:
+        """model.dropout as one rate per hidden layer."""
+        return self.dropout if isinstance(self.dropout, list) else [self.dropout] * len(self.hidden)
+
     def __post_init__(self) -> None:
         if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
             count = len(self.dropout)

@@ -127,10 +127,11 @@ rates = st.floats(0.0, 1.0, exclude_max=True)
 @given(st.lists(st.integers(1, 50), max_size=5), st.data())
 def test_dropout_is_one_rate_or_one_per_hidden_layer(hidden, data):
     rate = data.draw(rates)
-    assert load_config(None, [f"model.hidden={hidden}", f"model.dropout={rate!r}"]).model.dropout == rate
+    one_for_all = load_config(None, [f"model.hidden={hidden}", f"model.dropout={rate!r}"]).model
+    assert one_for_all.dropout == rate and one_for_all.dropout_rates == [rate] * len(hidden)
     per_layer = data.draw(st.lists(rates, min_size=len(hidden), max_size=len(hidden)))
     cfg = from_dict(Config, {"model": {"hidden": hidden, "dropout": per_layer}})
-    assert cfg.model.dropout == per_layer
+    assert cfg.model.dropout == per_layer and cfg.model.dropout_rates == per_layer
     assert load_config(None, [f"model.hidden={hidden}", f"model.dropout={per_layer}"]).model.dropout == per_layer
     count = data.draw(st.integers(0, 6).filter(lambda count: count != len(hidden)))
     wrong = data.draw(st.lists(rates, min_size=count, max_size=count))

@@ -111,8 +111,7 @@ def check_gates(model_cfg, loss_cfg, rng: np.random.Generator, *, h: float = 1e-
         norm.training = True
         rows += _check_gate(norm, rng.standard_normal((N, width)), rng.standard_normal((N, width)), h, threshold)
     rows += _check_gate(activation, rng.standard_normal((N, width)), rng.standard_normal((N, H)), h, threshold)
-    hidden_rates = model_cfg.dropout if isinstance(model_cfg.dropout, list) else [model_cfg.dropout]
-    rates = [model_cfg.input_dropout, *hidden_rates]
+    rates = [model_cfg.input_dropout, *model_cfg.dropout_rates]
     if any(rates):
         dropout = Dropout(max(rates), rng.spawn(1)[0])
         dropout.training = True

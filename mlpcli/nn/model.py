@@ -54,7 +54,7 @@ class MLP:
         which becomes the model's `rng` (None without dropout)."""
         dtype = np.dtype(model_cfg.dtype)
         hidden = model_cfg.hidden
-        rates = model_cfg.dropout if isinstance(model_cfg.dropout, list) else [model_cfg.dropout] * len(hidden)
+        rates = model_cfg.dropout_rates
         if not any(rates) and not model_cfg.input_dropout:
             dropout_rng = None
         elif dropout_rng is None:
