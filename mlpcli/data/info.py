@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli.config import DataConfig
-from mlpcli.data import SOURCES
+from mlpcli.data import SOURCES, detect
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.sources import folder
 from mlpcli.errors import DataError
@@ -39,16 +39,6 @@ def describe(path: str | Path) -> dict:
     else:
         summary = _describe_arrays(SOURCES[readers[0]].load(DataConfig(source=readers[0], path=str(path)), None))
     return {"path": str(path), "format": kind, "sources": readers, **summary}
-
-
-def detect(path: Path) -> str:
-    """The format of the dataset at `path` (see `describe`), from its file names alone: the first source
-    format that recognizes it, a plain folder last."""
-    formats = {source.format: source.detect for source in SOURCES.values() if source.detect is not None}
-    for kind, recognizes in sorted(formats.items(), key=lambda item: item[0] == "folder"):
-        if recognizes(path):
-            return kind
-    raise DataError(f"{path} is a file but not a .npz; datasets are .npz files or folders")
 
 
 def _describe_folder(root: Path) -> dict:

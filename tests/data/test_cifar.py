@@ -135,3 +135,23 @@ def test_bad_batches_name_the_file(tmp_path):
 def test_missing_folder_suggests_download(tmp_path):
     with pytest.raises(DataError, match="mlp data download cifar10"):
         cifar.load_cifar10(DataConfig(source="cifar10", path=str(tmp_path / "absent")), None)
+
+
+def test_a_config_for_image_folders_on_the_downloaded_batches_names_the_source_that_reads_them(tmp_path):
+    from mlpcli.config import load_config
+    from mlpcli.data import load_splits
+
+    make_cifar10(tmp_path / "cifar10" / "cifar-10-batches-py")   # as `mlp data download cifar10` leaves it
+    with pytest.raises(DataError, match=r"class folder.* \(.*cifar10 holds cifar10 data, which data.source "
+                                        r"cifar10 reads\)$"):
+        load_splits(load_config(None, ["data.source=folder", f"data.path={tmp_path / 'cifar10'}"]))
+    assert len(load_splits(load_config(None, ["data.source=cifar10", f"data.path={tmp_path / 'cifar10'}"]))["train"])
+
+
+def test_a_folder_of_images_under_the_cifar10_source_names_the_folder_source(tmp_path):
+    from mlpcli.config import load_config
+    from mlpcli.data import load_splits
+
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(DataError, match=r"batches.meta.* \(.* holds folder data, which data.source folder reads\)$"):
+        load_splits(load_config(None, ["data.source=cifar10", f"data.path={tmp_path}"]))

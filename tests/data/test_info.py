@@ -68,5 +68,5 @@ def test_every_source_module_is_registered_and_each_format_is_detected(tmp_path)
     (tmp_path / "cifar-10-batches-py").mkdir()
     (tmp_path / "plain").mkdir()
     (tmp_path / "d.npz").write_bytes(b"")
-    from mlpcli.data.info import detect
+    from mlpcli.data import detect
     assert [detect(p) for p in (tmp_path, tmp_path / "plain", tmp_path / "d.npz")] == ["cifar10", "folder", "npz"]
