@@ -65,6 +65,17 @@ class BowConfig:
     init: str = option("near-mean", "k-means start: near-mean (Coates & Ng's draws around the mean patch) "
                        "or k-means++", choices=["near-mean", "k-means++"])
 
+    def __post_init__(self) -> None:
+        reasons = {"eps_norm": "a flat patch has zero variance",
+                   "eps_zca": "normalized patches have a singular covariance"}
+        for key, reason in reasons.items():
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"bow.{key}: must be positive, got {getattr(self, key)!r}: {reason} "
+                                  f"(the default is {getattr(BowConfig, key)})")
+        if self.patches < self.words:
+            raise ConfigError(f"bow.patches: {self.patches} patches cannot make {self.words} words; "
+                              f"sample at least bow.words patches")
+
 
 class BagOfWords(Extractor):
     """Pooled patch codes: (N, H, W, C) uint8 -> (N, pool² · K) float32, K = words (soft-threshold: 2 · words)."""
@@ -74,12 +85,6 @@ class BagOfWords(Extractor):
 
     def __init__(self, cfg: BowConfig) -> None:
         super().__init__(cfg)
-        reasons = {"eps_norm": "a flat patch has zero variance",
-                   "eps_zca": "normalized patches have a singular covariance"}
-        for key, reason in reasons.items():
-            if getattr(cfg, key) <= 0:
-                raise ConfigError(f"bow.{key}: must be positive, got {getattr(cfg, key)!r}: {reason} "
-                                  f"(the default is {getattr(BowConfig, key)})")
         self.codebook: np.ndarray | None = None   # (words, d) float32, d = patch² · C
         self.zca: np.ndarray | None = None        # (d, d) whitening matrix
         self.zca_mean: np.ndarray | None = None   # (d,) mean patch, subtracted before whitening
@@ -88,9 +93,6 @@ class BagOfWords(Extractor):
         """Learn the whitening and the codebook from `patches` random patches of the training images."""
         cfg = self.cfg
         _grid(data.image_shape, cfg)
-        if cfg.patches < cfg.words:
-            raise ConfigError(f"bow.patches: {cfg.patches} patches cannot make {cfg.words} words; "
-                              f"sample at least bow.words patches")
         X = normalize_patches(random_patches(data, cfg.patches, cfg.patch, rng, progress), cfg.eps_norm)
         if cfg.whiten:
             with single_threaded_blas():

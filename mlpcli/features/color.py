@@ -29,6 +29,11 @@ class ColorHistConfig:
     grid: int = option(1, "one histogram per cell of a grid x grid split of each image (1: the whole image)", min=1,
                        max=1024)
 
+    def __post_init__(self) -> None:
+        if self.space != "hue" and self.bins > MAX_JOINT_BINS:
+            raise ConfigError(f"color_hist.bins: {self.bins} bins per channel make {self.bins ** 3} features per "
+                              f"cell for space {self.space}; use at most {MAX_JOINT_BINS}")
+
 
 class ColorHist(Extractor):
     """Normalized color histograms: (N, H, W, 3) uint8 -> (N, grid² · K) float32, K = bins or bins³.
@@ -38,12 +43,6 @@ class ColorHist(Extractor):
     """
 
     Config = ColorHistConfig
-
-    def __init__(self, cfg: ColorHistConfig) -> None:
-        if cfg.space != "hue" and cfg.bins > MAX_JOINT_BINS:
-            raise ConfigError(f"color_hist.bins: {cfg.bins} bins per channel make {cfg.bins ** 3} features per cell "
-                              f"for space {cfg.space}; use at most {MAX_JOINT_BINS}")
-        super().__init__(cfg)
 
     def output_dim(self, image_shape: tuple[int, int, int]) -> int:
         _check_shape(image_shape, self.cfg.grid)

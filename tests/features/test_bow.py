@@ -155,9 +155,9 @@ def test_mismatched_state_is_a_checkpoint_error():
 
 def test_bad_options_and_images_are_named():
     with pytest.raises(ConfigError, match="bow.eps_norm: must be positive"):
-        BagOfWords(BowConfig(eps_norm=0.0))
+        BowConfig(eps_norm=0.0)
     with pytest.raises(ConfigError, match="bow.patches"):
-        BagOfWords(BowConfig(words=50, patches=10)).fit(split(crops(16, 4)), np.random.default_rng(0))
+        BowConfig(words=50, patches=10)
     with pytest.raises(DataError, match="patch=6 does not fit in the 5x5 images"):
         fitted(crops(5, 4))
     with pytest.raises(DataError, match="pool=4 is finer than the 3x3 grid"):

@@ -129,6 +129,9 @@ def test_command_line_spaces_join_the_config_section(tmp_path):
     ([], {}, "nothing to sweep"),
     (["optim={name: adam},1"], {}, "optim: expected a mapping of keys, got 1"),
     (["optim.nme=adam,sgd"], {}, "unknown key 'optim.nme'"),
+    (["features.extractors=[hog],[{bow: {eps_norm: 0}}]"], {}, "bow.eps_norm: must be positive"),
+    (["features.extractors=[{bow: {words: 64, patches: 32}}],[hog]"], {}, "bow.patches: 32 patches cannot make 64"),
+    (["features.extractors=[{color_hist: {space: rgb, bins: 200}}],[hog]"], {}, "color_hist.bins: 200 bins"),
 ])
 def test_every_trial_is_validated_before_anything_runs(args, settings_, message):
     with pytest.raises(ConfigError, match=message):
