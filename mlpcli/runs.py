@@ -121,6 +121,8 @@ def run_record(folder: str | Path) -> dict:
     if summary:
         wrong = [key for key, value in facts.items() if value is None and key not in ("test_acc",)]
         status = "damaged" if wrong else facts["stopped"] or "completed"
+    if config is None:
+        status = "damaged"
     steps = [_nonnegative(m.get("seconds")) for m in metrics]
     return {
         "run": printable(folder.name),
@@ -258,14 +260,16 @@ def differing_keys(runs: list[dict]) -> list[str]:
     return [key for key, seen in values.items() if len(seen) > 1]
 
 
-def short_names(keys: list[str]) -> dict[str, str]:
-    """Each dotted key by its shortest unique tail: optim.lr → lr, data.shapes.seed → shapes.seed
-    (when seed differs too); the whole key when no tail is unique."""
+def short_names(keys: list[str], taken: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each dotted key by its shortest unique tail that is not one of the `taken` names: optim.lr → lr,
+    data.shapes.seed → shapes.seed (when seed differs too), train.epochs → train.epochs beside a column
+    "epochs"; the whole key when no tail is unique."""
     parts = {key: key.split(".") for key in keys}
     names = {}
     for key, path in parts.items():
         tails = (path[-n:] for n in range(1, len(path) + 1))
-        unique = (tail for tail in tails if sum(other[-len(tail):] == tail for other in parts.values()) == 1)
+        unique = (tail for tail in tails if sum(other[-len(tail):] == tail for other in parts.values()) == 1
+                  and ".".join(tail) not in taken)
         names[key] = ".".join(next(unique, path))
     return names
 
@@ -283,7 +287,7 @@ def format_runs(runs: list[dict], width: int | None = None) -> str:
     if not runs:
         return "no runs"
     keys = differing_keys(runs)
-    titles = short_names(keys)
+    titles = short_names(keys, taken=tuple(column.title for column in COLUMNS.values()))
     columns = [*COLUMNS.values(), *(Column(titles[key], elide=True, min_width=6) for key in keys)]
     rows = [[_cell(field, run[field]) for field in COLUMNS] + [_config_cell(run["config"], key) for key in keys]
             for run in runs]

@@ -166,6 +166,32 @@ def test_columns_are_named_by_the_shortest_unambiguous_tail():
     assert short_names(["optim.lr", "seed", "data.shapes.seed", "features.extractors[0].hog.orientations"]) == {
         "optim.lr": "lr", "seed": "seed", "data.shapes.seed": "shapes.seed",
         "features.extractors[0].hog.orientations": "orientations"}
+    assert short_names(["train.epochs", "optim.lr"], taken=("epochs", "lr")) == {
+        "train.epochs": "train.epochs", "optim.lr": "optim.lr"}
+
+
+def test_a_swept_key_never_takes_the_title_of_a_fixed_column(tmp_path):
+    configured_run(tmp_path, "a", {"train.epochs": 20})
+    configured_run(tmp_path, "b", {"train.epochs": 8})
+    header = format_runs(list_runs(tmp_path)).splitlines()[0].split()
+    assert header.count("epochs") == 1 and header[-1] == "train.epochs"
+
+
+@pytest.mark.parametrize("config_yaml", ["model: [unclosed", b"\xff\x00", "modell: {hidden: [3]}\n", None])
+def test_a_finished_run_with_an_unreadable_config_is_damaged(tmp_path, config_yaml):
+    run = configured_run(tmp_path, "a", {"optim.lr": 0.05})
+    assert run_record(run)["status"] == "completed"
+    if config_yaml is None:
+        (run / "config.yaml").unlink()
+    elif isinstance(config_yaml, bytes):
+        (run / "config.yaml").write_bytes(config_yaml)
+    else:
+        (run / "config.yaml").write_text(config_yaml)
+    record = run_record(run)
+    assert record["status"] == "damaged" and record["val_acc"] is not None
+    others = [run_record(configured_run(tmp_path, name, {"optim.lr": lr})) for name, lr in (("b", 0.1), ("c", 0.2))]
+    rows = format_runs([record, *others]).splitlines()[1:]
+    assert [row.split()[-1] for row in rows] == ["?", "0.1", "0.2"]    # its config's keys are unknown
 
 
 @pytest.mark.parametrize("width", [100, 80, 60, 40])
