@@ -224,11 +224,12 @@ def _summary_line(result) -> str:
     return f"{summary['model']}: " + ", ".join(parts) + f" -> {result.run.path}"
 
 
-def cluster_options(command):
-    """--scheduler, --workers and the TLS files of the Dask cluster a command runs on (mlpcli.cluster)."""
+def cluster_options(without: str):
+    """--scheduler, --workers and the TLS files of the Dask cluster a command runs on (mlpcli.cluster);
+    `without` says where the command's work runs when neither --scheduler nor --workers is given."""
     options = [
         click.option("--scheduler", metavar="URL", help="Run on the Dask cluster at tcp://HOST:8786 or "
-                     "tls://HOST:8786 (default: a local cluster, one worker process per core)."),
+                     f"tls://HOST:8786 (default: {without})."),
         click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster "
                      "(default: one per core)."),
         click.option("--tls-ca", type=click.Path(dir_okay=False), help="tls://: the CA certificate (PEM) that "
@@ -236,9 +237,12 @@ def cluster_options(command):
         click.option("--tls-cert", type=click.Path(dir_okay=False), help="tls://: this client's certificate (PEM)."),
         click.option("--tls-key", type=click.Path(dir_okay=False), help="tls://: this client's private key (PEM)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
 
 
 @cli.command(short_help="Search hyperparameters and repeat seeds, on local cores or a Dask cluster.")
@@ -251,7 +255,7 @@ def cluster_options(command):
               "(sweep.seeds; default 1).")
 @click.option("--prune", type=click.Choice(["none", "halving"]), help="Successive halving of poor configurations "
               "(sweep.prune; default none).")
-@cluster_options
+@cluster_options(without="a local cluster, one worker process per core")
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default: sweeps/<name>-<timestamp>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
               help="Finish the sweep in this folder: keep what finished, run what is missing.")
@@ -581,7 +585,7 @@ def _format_gradcheck(rows, threshold: float) -> str:
 
 @cli.command(short_help="Extract and cache features; report dimensions and times.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...", shell_complete=_complete_config_args)
-@cluster_options
+@cluster_options(without="no cluster: worker processes on this machine, one per core")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def features(args: tuple[str, ...], scheduler, workers, tls_ca, tls_cert, tls_key, quiet: bool) -> None:
     """Extract (and cache) the features CONFIG describes; report their dimensions and times.
