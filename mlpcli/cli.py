@@ -187,7 +187,7 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None, print_
 
     A run folder gets config.yaml, metrics.jsonl, summary.json, checkpoints/{last,best}.npz and plots.
     Ctrl-C saves last.npz and stops (exit 130); --resume continues exactly where it stopped, with the run's
-    own config.yaml; its one override, train.epochs=N, extends a run to N epochs.
+    own config.yaml; its one override, train.epochs=N, extends a run that ran all its epochs to N.
     """
     from mlpcli import experiment
     from mlpcli.config import dump_config

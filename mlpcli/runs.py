@@ -4,7 +4,7 @@ with a column for each config key that differs among them, and comparing a few r
 A run folder holds config.yaml, metrics.jsonl (one JSON object per epoch), summary.json (written when
 the run ends) and checkpoints/. Every file is read as hostile input: runs that are still going or were
 killed show up as "unfinished" with whatever their metrics say so far; a summary that is not what
-`mlp train` writes makes the run "damaged", never an error. A sweep folder (with trials.jsonl) lists
+`mlp train` writes, or a missing or unreadable config.yaml, makes the run "damaged", never an error. A sweep folder (with trials.jsonl) lists
 the trial runs in its runs/ folder.
 """
 
