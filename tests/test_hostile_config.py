@@ -3,6 +3,7 @@ line naming the problem, with no traceback, in bounded time and memory; what mus
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -149,6 +150,28 @@ def test_aliases_within_the_bounds_still_work(tmp_path):
     path.write_text("model:\n  hidden: &sizes [16, 8]\noutput:\n  name: &n exp\ndata:\n  path: *n\n")
     cfg = load_config(path)
     assert cfg.model.hidden == [16, 8] and cfg.data.path == "exp"
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([f.name for f in dataclasses.fields(Config)]), min_size=1, max_size=6, unique=True),
+       st.data())
+def test_a_key_given_twice_in_one_mapping_is_refused_naming_both_lines(tmp_path, keys, data):
+    twice = data.draw(st.sampled_from(keys))
+    lines = [f"{key}: {{}}" for key in keys]
+    at = data.draw(st.integers(keys.index(twice) + 1, len(keys)))
+    lines.insert(at, f"{twice}: {{}}")
+    path = tmp_path / "twice.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert refused(lambda: load_config(path)) == (
+        f"{path}: malformed YAML at line {at + 1}, column 1: the key '{twice}' is given twice "
+        f"(first at line {keys.index(twice) + 1})")
+
+
+def test_a_merge_key_still_fills_in_what_the_mapping_does_not_set(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("train: {<<: {epochs: 3, patience: 2}, epochs: 5}\n")
+    cfg = load_config(path)
+    assert (cfg.train.epochs, cfg.train.patience) == (5, 2)
 
 
 def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
