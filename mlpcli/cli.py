@@ -125,6 +125,16 @@ class RegistryChoice(click.Choice):
         return tuple(sorted(names() if callable(names) else names))
 
 
+class NumberRange(click.FloatRange):
+    """click.FloatRange that refuses nan too (no comparison with nan is true, so the bounds let it through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
 def _complete_config_args(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
     """Shell completion of [CONFIG] [KEY=VALUE]...: a config file first, dotted config keys, and the
     values of keys that have a fixed set of them."""
@@ -503,7 +513,7 @@ def _csv_writer(path: str | None, classes: list[str]):
 @click.option("--gates", "per_gate", is_flag=True, help="Check each gate type alone instead of the whole network.")
 @click.option("--samples", type=click.IntRange(min=1, max=10**9), help="Check a seeded sample of N entries per "
               "parameter (default: all entries).")
-@click.option("--threshold", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True, max=1),
+@click.option("--threshold", default=1e-6, show_default=True, type=NumberRange(min=0, min_open=True, max=1),
               help="Largest relative error that passes.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1, max=100_000),
               help="Samples in the random batch.")

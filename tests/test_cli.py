@@ -300,6 +300,14 @@ def test_gradcheck_catches_a_wrong_backward(runner, monkeypatch):
     assert "FAIL" in result.output and "Error: gradient check failed for layer0.W" in result.output
 
 
+@pytest.mark.parametrize("overrides", [["model.init=normal", "model.init_std=1e300"],
+                                       ["model.activation=elu", "model.elu_alpha=1e308"]])
+def test_gradcheck_fails_when_the_gradients_overflow(runner, overrides):
+    result = runner.invoke(cli, ["gradcheck", "model.hidden=[4]", *overrides])
+    assert result.exit_code == 1
+    assert "pass" not in result.output and "Error: gradient check failed for layer0.W" in result.output
+
+
 def test_features_reports_dimensions_and_uses_the_cache(runner, tiny_config, tmp_path):
     args = ["features", str(tiny_config), f"cache_dir={tmp_path / 'cache'}", "-q",
             "features.extractors=[hog, color_hist]"]

@@ -190,7 +190,7 @@ def test_values_in_messages_are_cut_short():
     assert quote(10 ** 5000) == "<an integer of about 5,001 digits>"
 
 
-@pytest.mark.parametrize("args", [["train", "--bogus"], ["--bogus"], ["nosuch"], ["gradcheck", "--batch", "0"],
+@pytest.mark.parametrize("args", [["train", "--bogus"], ["--bogus"], ["nosuch"], ["gradcheck", "--batch", "0"], ["gradcheck", "--threshold", "nan"],
                                   ["gradcheck", "--input-dim", "100000000"], ["train", "--resume", "/nonexistent"],
                                   ["eval"], ["data", "download", "imagenet"], ["predict", "x.npz"]])
 def test_usage_errors_are_one_line(args):
