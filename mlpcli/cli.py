@@ -17,7 +17,7 @@ from click.shell_completion import BashComplete, add_completion_class
 from tqdm import tqdm
 
 from mlpcli import __version__
-from mlpcli.errors import MlpError
+from mlpcli.errors import MlpError, quote
 from mlpcli.limits import MAX_CLASSES, MAX_WIDTH
 
 MESSAGE_LIMIT = 1000   # characters of an error or warning line; values in messages are cut at their source too
@@ -455,6 +455,9 @@ def predict(checkpoint: str, images: tuple[str, ...], top: int, csv_path: str | 
 
     if as_json and csv_path == "-":
         raise click.UsageError("--json and --csv - both write to stdout; choose one")
+    if csv_path is not None and csv_path != "-" and not (csv_path and Path(csv_path).parent.is_dir()):
+        raise click.BadParameter(f"{quote(csv_path)}: no such folder to write the file into" if csv_path else
+                                 "give a file name, or - for stdout", param_hint="--csv")
     clf = Classifier.from_checkpoint(checkpoint)
     kind, key = ("probability", "probabilities") if clf.config.loss.name == "softmax" else ("score", "scores")
     skipped = []

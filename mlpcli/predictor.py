@@ -9,7 +9,7 @@ import numpy as np
 from mlpcli import checkpoint
 from mlpcli.data.augment import evaluation_views
 from mlpcli.data.dataset import Dataset
-from mlpcli.errors import DataError, MlpError
+from mlpcli.errors import CheckpointError, DataError, MlpError
 from mlpcli.features.pipeline import FeaturePipeline
 from mlpcli.features.store import StoreRoot
 from mlpcli.nn.model import MLP
@@ -46,7 +46,8 @@ class Classifier:
         data.shift_eval, the mean over each image's views: its mirror image, its shifted copies)."""
         self._check_shape(images.shape[1:])
         views = evaluation_views(self.config, self.image_shape)
-        return batched_scores(self.model, self.pipeline.transform(images, views), batch, len(views))
+        with np.errstate(over="ignore", invalid="ignore"):      # non-finite scores are refused below
+            return _finite(batched_scores(self.model, self.pipeline.transform(images, views), batch, len(views)))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Predicted labels (N,): indices into `classes`."""
@@ -77,7 +78,8 @@ class Classifier:
                 views = evaluation_views(cfg, self.image_shape)
                 store = self.pipeline.store(data, stores, pool, views)
                 rows, unreadable = store.rows(in_memory=False), store.unreadable()
-                scores = batched_scores(self.model, rows, views=len(views))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    scores = _finite(batched_scores(self.model, rows, views=len(views)))
         finally:
             stores.close()
         readable = np.ones(len(data), bool) if unreadable is None else ~unreadable[:len(data)]
@@ -87,6 +89,16 @@ class Classifier:
         if tuple(image_shape) != self.image_shape:
             raise DataError(f"images are {tuple(image_shape)} but this model was trained on {self.image_shape}; "
                             "set data.size/data.mode to match")
+
+
+def _finite(scores: np.ndarray) -> np.ndarray:
+    """`scores` (N, C); CheckpointError if any is nan or infinite: only weights or feature statistics beyond
+    what training produces (the images are bytes) can make them so."""
+    bad = int(np.count_nonzero(~np.isfinite(scores).all(axis=1)))
+    if bad:
+        raise CheckpointError(f"the checkpoint's weights or feature statistics give non-finite class scores for "
+                              f"{bad} of {len(scores)} images: they are out of range, the checkpoint is damaged")
+    return scores
 
 
 def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, views: int = 1) -> np.ndarray:

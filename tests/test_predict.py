@@ -139,6 +139,28 @@ def test_csv_to_stdout_and_a_failed_run_keeps_the_old_file(trained, photos, tmp_
     assert run([trained, photos / "0.png", "--json", "--csv", "-"]).exit_code == 2
 
 
+@pytest.mark.parametrize("csv_arg, message", [("", "give a file name"), ("no/such/folder/x.csv", "no such folder")])
+def test_a_csv_path_that_cannot_be_written_is_refused_before_any_work(trained, photos, csv_arg, message):
+    result = run([trained, photos / "0.png", "--csv", csv_arg])
+    assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("extreme", [{"params/layer0.b": 3e38, "params/layer1.W": 3e38},
+                                     {"features/normalize.std": 1e-45}])
+def test_a_checkpoint_whose_finite_values_overflow_the_scores_is_refused(trained, photos, tmp_path, extreme):
+    from mlpcli.npzfile import save_npz
+
+    arrays = dict(np.load(trained / "checkpoints" / "best.npz"))
+    arrays.update({member: np.full_like(arrays[member], value) for member, value in extreme.items()})
+    save_npz(tmp_path / "extreme.npz", arrays)
+    for args in (["--json"], []):
+        result = run([tmp_path / "extreme.npz", photos / "0.png", *args])
+        assert result.exit_code == 1, result.output
+        assert result.output.splitlines()[-1].startswith("Error: the checkpoint's weights or feature statistics give "
+                                                         "non-finite class scores for 1 of 1 images")
+        assert "NaN" not in result.output
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0, 1e6, allow_subnormal=False), min_size=2, max_size=12).filter(lambda row: sum(row) > 0),
        st.integers(1, 6))
