@@ -19,6 +19,7 @@ from mlpcli.safeyaml import load_yaml
 from mlpcli.schema import from_dict, option, to_dict, unknown_key_message
 
 MAX_CONFIG_BYTES = 1 << 20   # a config file is a few kilobytes
+MAX_NAME_BYTES = 200         # output.name: the run folder <name>-<timestamp> stays within 255 bytes
 
 
 def _sources() -> list[str]:
@@ -227,6 +228,13 @@ class OutputConfig:
     dir: str = option("runs", "folder that holds run folders")
     name: str | None = option(None, "run name (default: the config file's name); the folder is <name>-<timestamp>")
     plots: bool = option(True, "write PNG plots into the run folder")
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not self.name.strip() or "/" in self.name or "\0" in self.name
+                                      or len(self.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES):
+            raise ConfigError(f"output.name: {quote(self.name)} is not a run name: give a word of at most "
+                              f"{MAX_NAME_BYTES} bytes without slashes (the run folder is "
+                              "output.dir/<name>-<timestamp>; set output.dir for another folder)")
 
 
 def _parse_space(value: Any, path: str) -> dict:

@@ -62,6 +62,9 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     ("model.norm=batchnorm", "model.norm: 'batchnorm' (str) is not one of none, batch, layer; did you mean 'batch'?"),
     ("model.norm_eps=0", "model.norm_eps: must be positive, got 0.0"),
     ("model.norm_momentum=1.5", "model.norm_momentum: 1.5 is out of range; it must be between 0.0 and 1.0"),
+    ("output.name=/elsewhere/x", "output.name: '/elsewhere/x' is not a run name: give a word of at most 200 bytes"),
+    ("output.name=a/../b", "output.name: 'a/../b' is not a run name"),
+    ("output.name=" + "n" * 201, "is not a run name"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, message):
     with pytest.raises(ConfigError) as err:
