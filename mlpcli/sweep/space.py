@@ -23,6 +23,7 @@ import yaml
 from mlpcli.errors import ConfigError
 
 FUNCTIONS = ("range", "uniform", "loguniform", "int")
+MAX_VALUES = 1_000      # values of one range(): each is validated before the sweep starts
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
 
 
@@ -61,11 +62,15 @@ class Range(_Listed):
     step: int | float
 
     @property
+    def count(self) -> int:
+        lo, step = Decimal(str(self.lo)), Decimal(str(self.step))
+        return int(max(0, ((Decimal(str(self.hi)) - lo) / step).to_integral_value(rounding=ROUND_CEILING)))
+
+    @property
     def values(self) -> tuple:
         lo, step = Decimal(str(self.lo)), Decimal(str(self.step))
-        count = max(0, ((Decimal(str(self.hi)) - lo) / step).to_integral_value(rounding=ROUND_CEILING))
         kind = int if all(isinstance(v, int) for v in (self.lo, self.hi, self.step)) else float
-        return tuple(kind(lo + i * step) for i in range(int(count)))
+        return tuple(kind(lo + i * step) for i in range(self.count))
 
     def spec(self) -> str:
         return f"range({self.lo}, {self.hi}, {self.step})"
@@ -193,8 +198,11 @@ def _function(name: str, args_text: str, text: str, where: str) -> Param:
         if step <= 0:
             raise ConfigError(f"{where}: range() needs a positive step, got {text!r}")
         param = Range(lo, hi, step)
-        if not param.values:
+        if not param.count:
             raise ConfigError(f"{where}: {text!r} is empty (it stops below hi); raise hi")
+        if param.count > MAX_VALUES:
+            raise ConfigError(f"{where}: {text!r} has {param.count:,} values; at most {MAX_VALUES:,} (a larger step, "
+                              "or uniform() or int() with the random or tpe method)")
         return param
     if name == "int":
         if not all(isinstance(v, int) for v in (lo, hi)):

@@ -4,6 +4,7 @@ of its trials, all validated before the first trial starts."""
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from mlpcli.experiment import _with_absolute_paths
 from mlpcli.schema import from_dict, to_dict
 from mlpcli.sweep.samplers import DEFAULT_TRIALS
 from mlpcli.sweep.space import check_key, dump_space, is_swept, parse_param
+
+MAX_TRIALS = 10_000     # trials of one sweep: each is a training run, and a line of trials.jsonl
 
 FEATURE_KEYS = ("seed", "data", "features", "model.dtype", "cache_dir")   # what a trial's features depend on
 
@@ -74,6 +77,12 @@ def check_spec(spec: Config) -> None:
     if sweep.prune == "halving" and "train.epochs" in sweep.params:
         raise ConfigError("successive halving (sweep.prune=halving) sets how far each trial trains; "
                           "do not sweep train.epochs with it")
+    listed = [param.values for param in sweep.params.values() if param.values is not None]
+    configurations = math.prod(map(len, listed)) if sweep.method == "grid" else sweep.trials or DEFAULT_TRIALS
+    if configurations * sweep.seeds > MAX_TRIALS:
+        raise ConfigError(f"the sweep has {configurations:,} configurations x {sweep.seeds:,} seed(s) = "
+                          f"{configurations * sweep.seeds:,} trials; at most {MAX_TRIALS:,} (fewer choices, "
+                          "sweep.trials or sweep.seeds)")
     base = base_raw(spec)
     for key, param in sweep.params.items():
         for value in param.examples():
