@@ -89,3 +89,18 @@ def test_missing_file_is_named(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError, match="missing file .*t10k-labels-idx1-ubyte"):
         idx.load_mnist(DataConfig(source="mnist", path=str(tmp_path)), None)
+
+
+def test_a_lying_header_is_refused_before_anything_is_read(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 65536, 2**24, 2**24))    # 2^64 bytes: 0 in int64
+    with pytest.raises(DataError, match=r"announces 18,446,744,073,709,551,616 bytes, more than this machine"):
+        idx.read_idx(path, ndim=3)
+
+
+def test_a_gzip_bomb_is_inflated_no_further_than_its_header_says(tmp_path):
+    image = np.zeros((2, 3, 3), np.uint8)
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(idx_bytes(image) + bytes(50 << 20)))                 # 50 MiB more, in 50 KiB
+    with pytest.raises(DataError, match=r"has 35 or more bytes but its header \(2, 3, 3\) needs 34"):
+        idx.read_idx(path, ndim=3)

@@ -9,11 +9,14 @@ big-endian uint32, then the values; only type 0x08 (unsigned bytes) is used by t
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from mlpcli import budget
 from mlpcli.data.convert import to_dataset
 from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import Archive, dataset_path
@@ -69,28 +72,39 @@ def _require(root: Path, name: str) -> Path:
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """The uint8 array of `ndim` dimensions in IDX file `path` (gzipped if it ends in .gz)."""
+    """The uint8 array of `ndim` dimensions in IDX file `path` (gzipped if it ends in .gz). The header is
+    checked first, and no more than the values it announces is read (a gzip bomb inflates no further)."""
+    header = 4 + 4 * ndim
     try:
         with open_regular(path) as file:
-            raw = (gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else file).read()
-    except (OSError, EOFError) as err:
+            stream = gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else file
+            head = stream.read(header)
+            shape = _check_header(path, head, ndim)
+            size = math.prod(shape)              # Python integers: a lying header cannot wrap around
+            if size > budget.available():
+                raise DataError(f"{path}: its header {shape} announces {size:,} bytes, more than this machine's "
+                                "free memory; the file is damaged (or far too large)")
+            values = stream.read(size + 1)
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {path}: {err}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    if len(values) != size:
+        raise DataError(f"{path} has {header + len(values)}{'' if len(values) <= size else ' or more'} bytes but "
+                        f"its header {shape} needs {header + size}; the file is truncated or damaged")
+    return np.frombuffer(values, np.uint8).reshape(shape).copy()   # writable, owns its memory
+
+
+def _check_header(path: Path, head: bytes, ndim: int) -> tuple[int, ...]:
+    """The shape in IDX header `head` (4 + 4·ndim bytes), checked; DataError naming `path` otherwise."""
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
-    if raw[2] != UBYTE:
-        raise DataError(f"{path} holds IDX type 0x{raw[2]:02x}; only unsigned bytes (0x08) are supported")
-    if raw[3] != ndim:
-        raise DataError(f"{path} has {raw[3]} dimensions, expected {ndim} "
+    if head[2] != UBYTE:
+        raise DataError(f"{path} holds IDX type 0x{head[2]:02x}; only unsigned bytes (0x08) are supported")
+    if head[3] != ndim:
+        raise DataError(f"{path} has {head[3]} dimensions, expected {ndim} "
                         f"({'images' if ndim == 3 else 'labels'}); are the file names swapped?")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    if len(head) < 4 + 4 * ndim:
         raise DataError(f"{path} is truncated (its header is incomplete)")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataError(f"{path} has {len(raw)} bytes but its header {shape} needs {expected}; "
-                        "the file is truncated or damaged")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()  # writable, owns its memory
+    return struct.unpack(f">{ndim}I", head[4:])
 
 
 def _is_idx(path: Path) -> bool:
