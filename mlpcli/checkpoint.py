@@ -22,17 +22,17 @@ import numpy as np
 
 from mlpcli import budget
 from mlpcli.config import Config
+from mlpcli.data.dataset import class_names_problem
 from mlpcli.errors import CheckpointError, MlpError, quote
-from mlpcli.limits import MAX_CLASSES, MAX_IMAGES, MAX_SIDE
+from mlpcli.limits import MAX_IMAGES, MAX_SIDE
 from mlpcli.npzfile import NpzError, NpzReader, save_npz
-from mlpcli.schema import BAD_TEXT, from_dict, to_dict
+from mlpcli.schema import from_dict, to_dict
 
 FORMAT_VERSION = 1
 GROUPS = ("params", "features", "optim", "buffers")
 META_FIELDS = ("format_version", "config", "classes", "image_shape", "input_dim", "progress")
 MAX_META_BYTES = 1 << 20
 MAX_META_DEPTH = 32
-MAX_CLASS_NAME = 255
 STOPPED = ("", "completed", "early_stop")
 
 
@@ -165,14 +165,9 @@ def _meta(npz: NpzReader) -> dict[str, Any]:
 
 
 def _classes(value: Any) -> list[str]:
-    if not isinstance(value, list) or not 2 <= len(value) <= MAX_CLASSES:
-        raise _Invalid(f"meta classes is {quote(value)}; expected a list of 2 to {MAX_CLASSES:,} class names")
-    for name in value:
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_CLASS_NAME or BAD_TEXT.search(name):
-            raise _Invalid(f"meta classes holds {quote(name)}; a class name is printable text of 1 to "
-                           f"{MAX_CLASS_NAME} characters")
-    if len(set(value)) != len(value):
-        raise _Invalid(f"meta classes {quote(value)} names a class twice")
+    problem = class_names_problem(value)
+    if problem:
+        raise _Invalid(f"meta classes {problem}")
     return value
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpcli.data import sources
-from mlpcli.data.dataset import Dataset
+from mlpcli.data.dataset import Dataset, class_names_problem
 from mlpcli.data.source import Source
 from mlpcli.data.split import limit, train_val_split
 from mlpcli.errors import DataError
@@ -33,6 +33,10 @@ def load_splits(cfg, rng: np.random.Generator | None = None) -> dict[str, Datase
         splits = SOURCES[cfg.data.source].load(cfg.data, cache_dir)
     except DataError as error:
         raise DataError(f"{error}{_other_format(cfg.data)}") from None
+    problem = class_names_problem(splits["train"].classes)
+    if problem:          # refused now: a checkpoint could not carry them, after the whole training
+        where = cfg.data.path if SOURCES[cfg.data.source].reads_path else f"data.source {cfg.data.source}"
+        raise DataError(f"{where}: its list of classes {problem}")
     train = splits["train"]
     if cfg.data.limit is not None:
         train = limit(train, cfg.data.limit, rng)

@@ -15,7 +15,25 @@ from typing import Protocol
 
 import numpy as np
 
-from mlpcli.errors import DataError
+from mlpcli.errors import DataError, quote
+from mlpcli.limits import MAX_CLASSES
+from mlpcli.schema import BAD_TEXT
+
+MAX_CLASS_NAME = 255    # characters of a class name
+
+
+def class_names_problem(names: object) -> str | None:
+    """What is wrong with `names` as the classes of a dataset or checkpoint ("is ...", "holds ...", "... names
+    a class twice"), or None: a list of 2 to MAX_CLASSES distinct names, each printable text of 1 to
+    MAX_CLASS_NAME characters (what a checkpoint's JSON meta and every table can carry)."""
+    if not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES:
+        return f"is {quote(names)}; expected a list of 2 to {MAX_CLASSES:,} class names"
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_CLASS_NAME or BAD_TEXT.search(name):
+            return f"holds {quote(name)}; a class name is printable text of 1 to {MAX_CLASS_NAME} characters"
+    if len(set(names)) != len(names):
+        return f"{quote(names)} names a class twice"
+    return None
 
 
 class ImageReader(Protocol):

@@ -52,6 +52,8 @@ LABELS = np.array([0, 1, 0, 1, 0, 1])
     (lambda im: {"X": im, "y": LABELS * 0}, "only class '0'"),
     (lambda im: {"X": im, "y": LABELS, "X_test": im}, "'X_test' and 'y_test' go together"),
     (lambda im: {"X": im, "y": LABELS, "classes": np.array([1, 2])}, "'classes' must be .* strings"),
+    (lambda im: {"X": im, "y": LABELS, "classes": np.array([b"\xff\xfe", b"c"])}, "not UTF-8 text"),
+    (lambda im: {"X": im, "y": LABELS * 2**40}, "label 1099511627776 would make 1,099,511,627,777 classes"),
 ])
 def test_bad_arrays_are_explained(tmp_path, images, arrays, message):
     path = tmp_path / "bad.npz"
@@ -73,3 +75,19 @@ def test_not_an_npz(tmp_path):
     path.write_bytes(b"plain text")
     with pytest.raises(DataError, match="cannot read .*fake.npz"):
         load(path)
+
+
+@pytest.mark.parametrize("classes, message", [
+    (["a", "a"], r"\['a', 'a'\] names a class twice"),
+    (["a", "b\nc"], r"holds 'b\\nc'; a class name is printable text"),
+    (["a", ""], r"holds ''; a class name is printable text"),
+    (["a", "b" * 256], r"holds 'bbb.*'; a class name is printable text of 1 to 255 characters"),
+])
+def test_class_names_a_checkpoint_cannot_carry_are_refused_before_training(tmp_path, images, classes, message):
+    from mlpcli.config import load_config
+    from mlpcli.data import load_splits
+
+    path = tmp_path / "named.npz"
+    np.savez(path, X=images, y=LABELS, classes=np.array(classes))
+    with pytest.raises(DataError, match=f"named.npz: its list of classes {message}"):
+        load_splits(load_config(None, ["data.source=npz", f"data.path={path}", "data.val_fraction=0.34"]))

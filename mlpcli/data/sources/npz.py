@@ -22,6 +22,7 @@ from mlpcli.data.dataset import Dataset
 from mlpcli.data.download import dataset_path
 from mlpcli.data.source import Source
 from mlpcli.errors import DataError
+from mlpcli.limits import MAX_CLASSES
 from mlpcli.readfile import open_regular
 
 SPLITS = {"train": ("X", "y"), "test": ("X_test", "y_test")}
@@ -84,8 +85,15 @@ def _classes(path: Path, arrays: dict[str, np.ndarray], labels: list[np.ndarray]
         classes = arrays["classes"]
         if classes.ndim != 1 or classes.dtype.kind not in "US":
             raise DataError(f"{path}: 'classes' must be a 1-d array of strings, got {classes.dtype} {classes.shape}")
-        return [name.decode() if isinstance(name, bytes) else str(name) for name in classes.tolist()]
+        try:
+            return [name.decode() if isinstance(name, bytes) else str(name) for name in classes.tolist()]
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: 'classes' holds bytes that are not UTF-8 text ({err.reason} at byte "
+                            f"{err.start}); store the names as a str array") from None
     top = max((int(y.max()) for y in labels if y.size and y.dtype.kind in "iu"), default=0)
+    if top >= MAX_CLASSES:
+        raise DataError(f"{path}: label {top} would make {top + 1:,} classes, more than {MAX_CLASSES:,}; labels "
+                        "count classes from 0 (add a 'classes' array of names)")
     return [str(label) for label in range(top + 1)]
 
 
