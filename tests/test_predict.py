@@ -140,9 +140,10 @@ def test_csv_to_stdout_and_a_failed_run_keeps_the_old_file(trained, photos, tmp_
 
 
 @pytest.mark.parametrize("csv_arg, message", [("", "give a file name"), ("no/such/folder/x.csv", "no such folder")])
-def test_a_csv_path_that_cannot_be_written_is_refused_before_any_work(trained, photos, csv_arg, message):
-    result = run([trained, photos / "0.png", "--csv", csv_arg])
+def test_a_csv_path_that_cannot_be_written_is_refused_before_any_work(trained, photos, tmp_path, csv_arg, message):
+    result = run([trained, photos / "0.png", "--csv", csv_arg and tmp_path / csv_arg])
     assert result.exit_code == 2 and message in result.output
+    assert sorted(tmp_path.iterdir()) == [photos]
 
 
 @pytest.mark.parametrize("extreme", [{"params/layer0.b": 3e38, "params/layer1.W": 3e38},
