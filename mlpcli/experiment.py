@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlpcli import budget, checkpoint
-from mlpcli.atomic import write_text_atomic
-from mlpcli.config import Config, dump_config, load_config
+from mlpcli.config import Config, load_config
 from mlpcli.data import load_splits
 from mlpcli.data.augment import evaluation_views, training_views
 from mlpcli.data.dataset import Dataset
@@ -70,6 +69,7 @@ def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | Non
 
     A run killed before its first checkpoint starts over in its folder. MlpError, before any work, if
     config.yaml was edited since the checkpoint (naming the keys), or if metrics.jsonl or best.npz is gone.
+    The folder is left as it was until training first writes to it (RunDir.begin).
     """
     folder = RunDir.existing(path)
     cfg = load_config(folder.config)
@@ -168,8 +168,9 @@ def _check_history(folder: RunDir, progress: dict) -> None:
 
 
 def _extended(folder: RunDir, cfg: Config, ckpt, epochs: int) -> Config:
-    """cfg with train.epochs = `epochs`, written to the run's config.yaml; the checkpoint's progress is
-    reopened if the run had completed."""
+    """cfg with train.epochs = `epochs`; the checkpoint's progress is reopened if the run had completed. The
+    folder changes only when training first writes to it (RunDir.begin: config.yaml rewritten, summary.json
+    removed), so an extension that fails before leaves the finished run as it was."""
     progress = ckpt.progress if ckpt is not None else {}
     done, stopped = progress.get("epoch", 0), progress.get("stopped", "")
     if epochs < done or (epochs == done and stopped):
@@ -184,8 +185,6 @@ def _extended(folder: RunDir, cfg: Config, ckpt, epochs: int) -> Config:
     if ckpt is not None:
         ckpt.config.train.epochs = epochs
         progress["stopped"] = ""
-    folder.summary.unlink(missing_ok=True)         # the run is unfinished again until it reaches `epochs`
-    write_text_atomic(folder.config, dump_config(cfg))
     return cfg
 
 

@@ -82,6 +82,18 @@ class RunDir:
             rows.append(row)
         return rows
 
+    def begin(self, cfg: Config, epochs: int) -> None:
+        """Make the folder that of a run of `cfg` training on from epoch `epochs`; called just before training
+        first writes to it, so a run that fails before (while preparing, or in its first epoch) leaves the
+        folder as it was. The rows after that epoch are dropped (keep_metrics), summary.json is removed (the
+        run is unfinished until it writes one again), then config.yaml is rewritten if it says otherwise (the
+        train.epochs of an extended run)."""
+        self.keep_metrics(epochs)
+        self.summary.unlink(missing_ok=True)
+        text = dump_config(cfg)
+        if read_regular(self.config).decode("utf-8", errors="replace") != text:
+            write_text_atomic(self.config, text)
+
     def keep_metrics(self, epochs: int) -> None:
         """Keep the rows of epochs 1..`epochs` (a resume drops those written after its checkpoint);
         MlpError if some of them are missing."""

@@ -221,7 +221,14 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
         optimizer.load_state(ckpt.optim)
         state = Progress(**ckpt.progress)
         _restore_dropout(model, state.dropout_state)
-    run.keep_metrics(state.epoch)
+    start, begun = state.epoch, False
+
+    def begin() -> None:
+        """Before the first write to the run folder: make it this training's (RunDir.begin)."""
+        nonlocal begun
+        if not begun:
+            run.begin(cfg, start)
+            begun = True
 
     def save(path) -> None:
         state.dropout_state = model.rng.bit_generator.state if model.rng is not None else {}
@@ -240,6 +247,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
     def after_step() -> None:
         bar.update()
         if interrupt.raised:
+            begin()
             save(run.last)
             raise Interrupted(f"interrupted at epoch {state.epoch + 1}, step {state.step}; saved {run.last}. "
                               f"Continue with: mlp train --resume {run.path}")
@@ -262,6 +270,7 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
                 state.stopped = "completed"
             elif cfg.train.patience and state.stale >= cfg.train.patience:
                 state.stopped = "early_stop"
+            begin()
             run.append_metrics(row)
             if state.best_epoch == state.epoch:
                 save(run.best)

@@ -16,6 +16,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def folder_digest(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under `folder`, by its path in the folder."""
+    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def traced_peak(call) -> int:
     """The most bytes Python and numpy held at once during `call()`, above what they held before."""
     tracemalloc.start()

@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from mlpcli import experiment
+from mlpcli import train as training
 from mlpcli.config import load_config
 from mlpcli.errors import MlpError, TrainingError
-from tests.helpers import sha256
+from mlpcli.features.pipeline import FeaturePipeline
+from tests.helpers import folder_digest, sha256
 
 
 def test_a_paused_and_continued_run_ends_with_the_bytes_of_a_straight_run(tiny_config, tmp_path):
@@ -38,6 +40,36 @@ def test_extending_a_completed_run_equals_a_run_asked_for_more_epochs_at_once(ti
     assert [row["epoch"] for row in extended.run.read_metrics()] == [1, 2, 3, 4, 5, 6]
     with pytest.raises(MlpError, match="has done 6 epochs already"):
         experiment.resume(four.run.path, epochs=5)
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def diverge(*args, **kwargs):
+    raise TrainingError("the loss became nan at epoch 3, step 1")
+
+
+@pytest.mark.parametrize("failure, error", [("data gone", MlpError), ("ctrl-c while preparing", KeyboardInterrupt),
+                                            ("divergence in the first new epoch", TrainingError)])
+def test_an_extension_that_fails_leaves_the_finished_run_as_it_was(tmp_path, monkeypatch, failure, error):
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", X=images, y=np.arange(40) % 2)
+    cfg = load_config(None, ["data.source=npz", f"data.path={tmp_path / 'mine.npz'}", "features.extractors=[pixels]",
+                             "model.hidden=[8]", "train.epochs=2", "output.plots=false", "cache_dir=null"])
+    done = experiment.run(cfg, tmp_path / "run").run
+    before = folder_digest(done.path)
+    if failure == "data gone":
+        (tmp_path / "mine.npz").unlink()
+    elif failure == "ctrl-c while preparing":
+        monkeypatch.setattr(FeaturePipeline, "fit", interrupt)
+    else:
+        monkeypatch.setattr(training, "train_epoch", diverge)
+    with pytest.raises(error):
+        experiment.resume(done.path, epochs=4)
+    assert folder_digest(done.path) == before
+    with pytest.raises(MlpError, match="already finished"):
+        experiment.resume(done.path)
 
 
 def test_an_early_stopped_run_is_not_extended(tiny_config, tmp_path):

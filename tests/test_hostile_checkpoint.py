@@ -27,7 +27,7 @@ from mlpcli.schema import to_dict
 from mlpcli.train import Progress
 from tests.conftest import TINY
 from tests.helpers import run_with_peak
-from tests.helpers import sha256, traced_peak
+from tests.helpers import folder_digest, traced_peak
 from tests.hostile import Member, Template, hostile_checkpoints, members_of, npy_header, stored, zip_bytes
 
 MEMORY = 64 << 20      # bytes loading any of these checkpoints may allocate (the valid one needs ~30 KB)
@@ -103,10 +103,6 @@ def one_error_line(result, path: Path) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and str(path) in lines[0], result.stderr
     return lines[0]
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @settings(max_examples=40, **SETTINGS)
