@@ -238,6 +238,10 @@ def _train_epochs(cfg: Config, run: RunDir, prep: Prepared, shuffle_rng: np.rand
 
     batches = Minibatches(prep.features["train"].rows, *prep.features["train"].training_rows(), cfg.train.batch_size,
                           prep.pool, cfg.train.shuffle)
+    if state.step > batches.steps:
+        raise CheckpointError(f"{run.last}: meta progress.step is {state.step}, but an epoch of this run ends "
+                              f"after step {batches.steps} ({batches.n} training rows in batches of {batches.size}); "
+                              "it was not saved by this run, so start a new run")
     epochs = cfg.train.epochs
     last_epoch = epochs if stop_after is None else min(epochs, stop_after)
     interrupt = _InterruptFlag()

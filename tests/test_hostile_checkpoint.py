@@ -194,6 +194,8 @@ def test_meta_that_is_not_an_object(template, tmp_path, raw, message):
     ({"rng_state": "x"}, "meta progress.rng_state is 'x'"),
     ({"best_epoch": 99}, "meta progress.best_epoch is 99"),
     ({"stopped": "weird"}, "meta progress.stopped is 'weird'"),
+    ({"stopped": "", "epoch": 2, "best_epoch": 2, "stale": 0, "step": 6},
+     "meta progress.step is 6, but an epoch of this run ends after step 5"),
 ])
 def test_progress_that_does_not_fit_refuses_resume(run_folder, template, tmp_path, change, message):
     run = tmp_path / "run"
