@@ -707,7 +707,8 @@ def _cache_dir(cache_dir: str | None) -> str:
               "config's cache_dir, ~/.cache/mlpcli).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stores as JSON.")
 def cache_info(cache_dir: str | None, as_json: bool) -> None:
-    """List the feature stores in the cache, least recently used (the first evicted) first.
+    """List the feature stores in the cache, least recently used (the first evicted) first, then what mlp did
+    not write in its features folder (never removed).
 
     \b
       mlp cache info
@@ -716,12 +717,12 @@ def cache_info(cache_dir: str | None, as_json: bool) -> None:
     from datetime import datetime
 
     from mlpcli.config import Config
-    from mlpcli.features.store import cache_contents
+    from mlpcli.features.store import cache_contents, foreign
 
     folder = _cache_dir(cache_dir)
-    stores = cache_contents(folder)
+    stores, others = cache_contents(folder), foreign(folder)
     if as_json:
-        click.echo(json.dumps({"cache_dir": folder, "stores": stores}, indent=2))
+        click.echo(json.dumps({"cache_dir": folder, "stores": stores, "left_alone": others}, indent=2))
         return
     total = sum(store["bytes"] for store in stores)
     click.echo(f"{folder}: {len(stores)} feature store(s), {_size(total)} (each run keeps it within its "
@@ -731,13 +732,16 @@ def cache_info(cache_dir: str | None, as_json: bool) -> None:
         shape = f"{store['rows']} x {store['dim']}" if store["status"] == "ready" else store["status"]
         click.echo(f"  {store['key'][:12]}  {used}  {_size(store['bytes']):>9}  {shape:>16}  "
                    f"{'+'.join(store.get('features', []))}")
+    for name in others:
+        click.echo(f"  {name}: not mlp's, left alone")
 
 
 @cache.command(name="clear", short_help="Remove every feature store from the cache.")
 @click.option("--dir", "cache_dir", type=click.Path(file_okay=False), help="The cache folder (default: the default "
               "config's cache_dir, ~/.cache/mlpcli).")
 def cache_clear(cache_dir: str | None) -> None:
-    """Remove every feature store from the cache; the next run extracts its features again.
+    """Remove every feature store from the cache; the next run extracts its features again. What mlp did not
+    write there stays (mlp cache info lists it).
 
     \b
       mlp cache clear

@@ -19,12 +19,14 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from mlpcli.atomic import atomic_write
 
-_EPOCH = (1980, 1, 1, 0, 0, 0)
+EPOCH = (1980, 1, 1, 0, 0, 0)        # the time stamp of every member save_npz writes,
+MODE = 0o644 << 16                   # and its permission bits (numpy.savez gives 0o600)
 MAX_MEMBERS = 10_000
 MAX_HEADER = 10_000                  # bytes of a .npy header (numpy's own default limit)
 READABLE = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
@@ -53,8 +55,8 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write `arrays` (name → array, no object arrays) to `path` atomically, with reproducible bytes."""
     with atomic_write(path) as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name in sorted(arrays):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-            info.external_attr = 0o644 << 16
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=EPOCH)
+            info.external_attr = MODE
             with archive.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
 
@@ -79,7 +81,7 @@ class NpzReader:
     or deflated, not encrypted. `members` maps each name (without .npy) to its zip entry.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path | BinaryIO) -> None:
         if not zipfile.is_zipfile(path):
             raise NpzError("not a readable .npz file (not a zip archive)")
         try:
@@ -98,6 +100,10 @@ class NpzReader:
 
     def __exit__(self, *exc) -> None:
         self._zip.close()
+
+    def saved_by_save_npz(self) -> bool:
+        """Whether every member has the time stamp and permission bits save_npz gives it."""
+        return all(info.date_time == EPOCH and info.external_attr == MODE for info in self.members.values())
 
     def header(self, name: str) -> Header:
         """Member `name`'s .npy header, after checking that the member's declared (uncompressed) size is

@@ -356,8 +356,10 @@ def test_report_on_a_folder_that_is_not_a_run(runner, tmp_path):
     assert result.output.startswith("Error: cannot report on") and "config.yaml is missing" in result.output
 
 
-def test_cache_info_lists_the_stores_and_clear_removes_them(runner, tiny_config, tmp_path):
+def test_cache_info_lists_the_stores_and_clear_removes_them_and_nothing_else(runner, tiny_config, tmp_path):
     cache = tmp_path / "cache"
+    (cache / "features").mkdir(parents=True)
+    (cache / "features" / "design.md").write_text("mine")
     trained = runner.invoke(cli, ["train", str(tiny_config), "--out", str(tmp_path / "r"), "-q", f"cache_dir={cache}"])
     assert trained.exit_code == 0, trained.output
     info = runner.invoke(cli, ["cache", "info", "--dir", str(cache), "--json"])
@@ -365,11 +367,14 @@ def test_cache_info_lists_the_stores_and_clear_removes_them(runner, tiny_config,
     stores = json.loads(info.output)["stores"]
     assert sorted((store["rows"], store["dim"]) for store in stores) == [(24, 768), (66, 768)]
     assert all(store["status"] == "ready" and store["features"] == ["pixels"] for store in stores)
+    assert json.loads(info.output)["left_alone"] == ["design.md"]
     text = runner.invoke(cli, ["cache", "info", "--dir", str(cache)])
     assert text.output.startswith(f"{cache}: 2 feature store(s)")
+    assert text.output.endswith("  design.md: not mlp's, left alone\n")
     cleared = runner.invoke(cli, ["cache", "clear", "--dir", str(cache)])
     assert cleared.exit_code == 0 and cleared.output.startswith("removed ")
     assert json.loads(runner.invoke(cli, ["cache", "info", "--dir", str(cache), "--json"]).output)["stores"] == []
+    assert [path.name for path in (cache / "features").iterdir()] == ["design.md"]
 
 
 def test_features_names_the_views_of_the_training_images_and_soft_threshold_doubles_the_words(runner, tiny_config):

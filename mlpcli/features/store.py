@@ -15,6 +15,10 @@ A store is built in a temporary folder beside its final place and renamed into p
 killed extraction never leaves a store that looks finished. With a cache, stores live under
 `cache_dir/features/` and are evicted least-recently-used first when they exceed `cache_max_gb`; without one,
 under a temporary folder removed when the run ends.
+
+A cache_dir can be any folder, so the cache removes only what it recognises as its own (`owns`): an entry
+named as mlp names them (a store key is 32 hex digits) and, for a folder, holding only files named as a
+store's are. Anything else under `features/` or `images/` is left alone, and `mlp cache info` lists it so.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -33,7 +39,7 @@ import numpy as np
 
 from mlpcli.atomic import write_text_atomic
 from mlpcli.errors import DataError
-from mlpcli.npzfile import load_npz, save_npz
+from mlpcli.npzfile import NpzReader, load_npz, save_npz
 from mlpcli.parallel import available_memory
 from mlpcli.readfile import open_regular, read_regular
 
@@ -41,6 +47,15 @@ ROWS, UNREADABLE, STATE, INFO = "rows.npy", "unreadable.npy", "state.npz", "info
 MAP_WHOLE_BYTES = 256 << 20   # a disk-read store up to this size is memory-mapped; a larger one read with pread
 PREFETCH_BYTES = 8 << 20       # read at a time by MappedRows.prefetch
 REMAP_BYTES = 256 << 20       # rewrite_blocks maps its file afresh after this much, so RSS stays bounded
+
+KEY, RANDOM = "[0-9a-f]{32}", "[a-z0-9_]{8}"     # a store key (blake2b, 16 bytes); tempfile's random part
+STORE_FILES = re.compile(rf"rows\.npy|unreadable\.npy|state\.npz|info\.json|\.(state\.npz|info\.json)\.{RANDOM}\.tmp")
+# what mlp writes under cache_dir: folder → [(entry name, names of the files in it; None: the entry is a file)]
+OWNED = {"features": [(re.compile(KEY), STORE_FILES),                              # a store
+                      (re.compile(rf"\.{KEY}-{RANDOM}\.part"), STORE_FILES),      # a store being built
+                      (re.compile(rf"{KEY}\.npz"), None)],                        # a store of round 1
+         "images": [(re.compile(rf"folder-{KEY}|\.tmp-{RANDOM}"),                 # round 1's decoded images
+                     re.compile(r"[a-z]+-(images|labels)\.npy|skipped\.npy"))]}
 
 
 @dataclass
@@ -278,14 +293,15 @@ class StoreRoot:
 
     def open(self, key: str) -> Store | None:
         """The finished store `key`, marked as just used; None if there is none, or if it is damaged (then
-        removed, to be built again)."""
+        removed, to be built again, if mlp wrote it)."""
         store = Store(self.path / key)
         try:
             os.utime(store.path / INFO)
         except OSError:
             return None
         if not store.intact():
-            shutil.rmtree(store.path, ignore_errors=True)
+            if owns(store.path, "features"):
+                shutil.rmtree(store.path, ignore_errors=True)
             return None
         self.in_use.add(key)
         return store
@@ -296,8 +312,8 @@ class StoreRoot:
         return StoreWriter(self, key, rows, dim, np.dtype(dtype), about)
 
     def evict(self) -> None:
-        """Remove least-recently-used stores (never those in use; older-format files and leftovers count as
-        stores) until the cache fits in max_bytes."""
+        """Remove least-recently-used stores (never those in use; round 1's files and damaged stores count as
+        stores, what mlp did not write does not) until the cache fits in max_bytes."""
         if self.max_bytes is None or not self.path.is_dir():
             return
         entries = cache_contents(str(self.path.parent))
@@ -358,10 +374,10 @@ class StoreWriter:
 
 def cache_contents(cache_dir: str) -> list[dict]:
     """The stores in cache_dir/features, least recently used first: key, rows, dim, dtype, features, bytes,
-    last used (seconds since the epoch); unfinished or damaged folders as such."""
-    root = Path(cache_dir).expanduser() / "features"
+    last used (seconds since the epoch); unfinished, damaged or round 1's (old format) ones as such. What mlp
+    did not write there is not among them (`foreign`)."""
     found = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+    for folder in _entries(cache_dir, "features", owned=True):
         entry = {"key": folder.name, "bytes": _folder_bytes(folder)}
         try:
             store = Store(folder)
@@ -377,15 +393,46 @@ def cache_contents(cache_dir: str) -> list[dict]:
     return sorted(found, key=lambda entry: entry["last_used"])
 
 
+def foreign(cache_dir: str) -> list[str]:
+    """The names in cache_dir/features of what mlp did not write: the cache leaves them alone."""
+    return [path.name for path in _entries(cache_dir, "features", owned=False)]
+
+
 def clear_cache(cache_dir: str) -> int:
-    """Remove every feature store (and round 1's decoded-image cache) under cache_dir; the bytes freed."""
+    """Remove every feature store (and round 1's decoded images) under cache_dir, and nothing mlp did not
+    write; the bytes freed."""
     freed = 0
-    for name in ("features", "images"):
-        folder = Path(cache_dir).expanduser() / name
-        if folder.is_dir():
-            freed += _folder_bytes(folder)
-            shutil.rmtree(folder)
+    for path in _entries(cache_dir, "features", owned=True) + _entries(cache_dir, "images", owned=True):
+        freed += _folder_bytes(path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     return freed
+
+
+def owns(path: Path, folder: str) -> bool:
+    """Whether mlp wrote `path`, an entry of cache_dir/`folder` ("features" or "images"), as OWNED names them:
+    a folder (not a link) holding only files named as mlp names them there, or a file that is round 1's .npz
+    store (its features written by save_npz)."""
+    for name, files in OWNED[folder]:
+        if not name.fullmatch(path.name):
+            continue
+        try:
+            mode = path.lstat().st_mode
+            if files is None:
+                if not stat.S_ISREG(mode):
+                    return False
+                with open_regular(path) as f, NpzReader(f) as npz:
+                    return "features" in npz.members and npz.saved_by_save_npz()
+            return stat.S_ISDIR(mode) and all(files.fullmatch(name) and not stat.S_ISDIR((path / name).lstat().st_mode)
+                                              for name in os.listdir(path))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def _entries(cache_dir: str, folder: str, owned: bool) -> list[Path]:
+    """The entries of cache_dir/`folder` that mlp wrote (owned) or did not (not owned), sorted by name."""
+    root = Path(cache_dir).expanduser() / folder
+    return [path for path in (sorted(root.iterdir()) if root.is_dir() else []) if owns(path, folder) == owned]
 
 
 def _folder_bytes(folder: Path) -> int:
