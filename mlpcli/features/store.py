@@ -66,7 +66,11 @@ class Store:
 
     @property
     def info(self) -> dict:
-        return json.loads(read_regular(self.path / INFO).decode("utf-8"))
+        """info.json's content; ValueError if it is not JSON, or nested too deeply to parse."""
+        try:
+            return json.loads(read_regular(self.path / INFO).decode("utf-8"))
+        except RecursionError:
+            raise ValueError(f"{self.path / INFO} is nested too deeply") from None
 
     def rows(self, in_memory: bool) -> np.ndarray | MappedRows:
         """The rows, read whole into memory, or gathered from the memory-mapped file on demand."""

@@ -1,7 +1,9 @@
-"""The feature cache removes only what mlp wrote: cache_dir can be any folder, and a config chooses it."""
+"""The feature cache: it removes only what mlp wrote (cache_dir can be any folder, and a config chooses it), and
+a store whose info.json cannot be parsed is damaged, built again."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -84,3 +86,13 @@ def test_eviction_and_clear_remove_what_mlp_wrote_and_never_anything_else(entrie
         assert clear_cache(str(cache)) > 0
         assert snapshot(Path(tmp)) == theirs
 
+
+def test_a_store_whose_info_json_is_nested_too_deeply_is_damaged_and_built_again(tmp_path):
+    root = StoreRoot(str(tmp_path))
+    store = root.create(KEY, rows=3, dim=2, dtype=np.float32, about={}).finish(None, None)
+    (store.path / "info.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert not store.intact()
+    assert [entry["status"] for entry in cache_contents(str(tmp_path))] == ["damaged"]
+    assert root.open(KEY) is None and not store.path.exists()
+    again = root.create(KEY, rows=3, dim=2, dtype=np.float32, about={}).finish(None, None)
+    assert json.loads((again.path / "info.json").read_text())["rows"] == 3 and root.open(KEY) is not None
