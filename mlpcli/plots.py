@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from mlpcli.errors import MlpError
 from mlpcli.predictor import Classifier
 from mlpcli.rundir import RunDir
-from mlpcli.runs import read_summary
+from mlpcli.runs import read_metrics, read_summary
 from mlpcli.table import elide
 
 DPI = 100
@@ -58,15 +58,17 @@ def training_curves(metrics: list[dict], path: str | Path, title: str | None = N
     """Loss and accuracy per epoch, train and validation, side by side; the best validation epoch marked.
 
     metrics: one dict per epoch with "epoch", "train_loss", "train_acc" and, when there is a
-    validation split, "val_loss", "val_acc" (accuracies as fractions). Rows that also carry
-    "train_data_loss", "val_data_loss" and "l2" (λ·ΣW²) get the data loss and the L2 term drawn
-    apart, in panels of their own scale; older rows without them get the total loss.
+    validation split, "val_loss", "val_acc" (accuracies as fractions), as `runs.read_metrics` reads
+    them: a value that is None is a gap in its line. Rows that also carry "train_data_loss",
+    "val_data_loss" and "l2" (λ·ΣW²) get the data loss and the L2 term drawn apart, in panels of their
+    own scale; older rows without them get the total loss.
     """
     if not metrics:
         raise MlpError(f"no epochs to plot for {path}: the metrics list is empty")
     epochs = [m["epoch"] for m in metrics]
-    has_val = all(m.get("val_acc") is not None for m in metrics)
-    best = max(metrics, key=lambda m: m["val_acc"]) if has_val else None
+    scored = [m for m in metrics if m.get("val_acc") is not None]
+    best = max(scored, key=lambda m: m["val_acc"]) if scored else None
+    has_val = best is not None
     apart = any("l2" in m for m in metrics)
     marker = "o" if len(epochs) <= 30 else None
 
@@ -261,7 +263,7 @@ def write_run_plots(run_dir: str | Path, classifier: Classifier | None = None,
     """
     run = RunDir(run_dir)
     written = []
-    metrics = run.read_metrics()
+    metrics = read_metrics(run.path)
     if metrics:
         written.append(training_curves(metrics, run.path / "training_curves.png", title=run.path.name))
     if run.summary.exists():

@@ -25,7 +25,7 @@ from mlpcli.metrics import confusion_matrix, macro_f1, per_class
 from mlpcli.predictor import Classifier, softmax
 from mlpcli.readfile import read_regular
 from mlpcli.rundir import RunDir
-from mlpcli.runs import format_duration, read_summary
+from mlpcli.runs import format_duration, read_metrics, read_summary
 from mlpcli.seeding import generators
 
 HOG_SAMPLES = 6
@@ -66,7 +66,7 @@ def write_report(run_dir: str | Path, classifier: Classifier | None = None, val:
             raise MlpError(f"cannot report on {run.path}: {path} is missing "
                            f"(is this a finished run folder written by `mlp train`?)")
     summary = read_summary(run.summary)
-    metrics = run.read_metrics()
+    metrics = read_metrics(run.path)
     classifier = classifier or Classifier.from_checkpoint(run.best)
     val = val if val is not None else validation_split(classifier.config)
     scores = classifier.scores(val.images)     # a validation split is small enough to hold
@@ -81,7 +81,7 @@ def write_report(run_dir: str | Path, classifier: Classifier | None = None, val:
         f"<style>{CSS}</style></head><body>",
         _header(run, summary),
         _plots_section(pictures),
-        _metrics_section(metrics, summary.get("best_epoch")),
+        _metrics_section(metrics, summary["best_epoch"]),
         _per_class_section(summary),
         _examples_section(examples, len(val)),
         "<h2>Config</h2>",
@@ -110,7 +110,7 @@ def validation_split(cfg) -> Dataset:
 def _check_same_split(val: Dataset, scores: np.ndarray, summary: dict, run: RunDir) -> None:
     """MlpError unless the predictions on `val` reproduce the validation confusion in summary.json."""
     confusion = confusion_matrix(val.labels, scores.argmax(axis=1), scores.shape[1]).tolist()
-    if confusion != summary.get("val", {}).get("confusion"):
+    if confusion != summary["val"]["confusion"]:
         raise MlpError(f"the validation images rebuilt from {run.config} do not reproduce the validation "
                        f"results in {run.summary}; has the dataset changed since the run?")
 
@@ -153,19 +153,18 @@ def _data_uri(png: bytes) -> str:
 def _header(run: RunDir, summary: dict) -> str:
     facts = {
         "folder": str(run.path),
-        "started": summary.get("started", "?").replace("T", " "),
-        "time": format_duration(summary["seconds"]) if "seconds" in summary else "?",
-        "epochs": f"{summary.get('epochs_run', '?')} ({summary.get('stopped', '?')}; "
-                  f"best epoch {summary.get('best_epoch', '?')})",
-        "model": summary.get("model", "?"),
-        "features": " + ".join(summary.get("features", [])) or "?",
-        "classes": f"{len(summary.get('classes', []))}: {', '.join(summary.get('classes', []))}",
+        "started": summary["started"].replace("T", " "),
+        "time": format_duration(summary["seconds"]),
+        "epochs": f"{summary['epochs_run']} ({summary['stopped']}; best epoch {summary['best_epoch']})",
+        "model": summary["model"],
+        "features": " + ".join(summary["features"]) or "?",
+        "classes": f"{len(summary['classes'])}: {', '.join(summary['classes'])}",
     }
     for split, label in (("val", "validation"), ("test", "test")):
         if split in summary:
             facts[f"{label} accuracy"] = f"{summary[split]['accuracy']:.2%} (loss {summary[split]['loss']:.4f})"
     rows = "".join(f"<dt>{_e(key)}</dt><dd>{_e(value)}</dd>" for key, value in facts.items())
-    return (f"<h1>{_e(summary.get('name', run.path.name))}</h1>"
+    return (f"<h1>{_e(summary['name'])}</h1>"
             f'<p class="muted">mlp run report</p><dl class="facts">{rows}</dl>')
 
 
@@ -175,7 +174,7 @@ def _plots_section(pictures: list[Path]) -> str:
     return f"<h2>Plots</h2>{figures}"
 
 
-def _metrics_section(metrics: list[dict], best_epoch: int | None) -> str:
+def _metrics_section(metrics: list[dict], best_epoch: int) -> str:
     columns = [("epoch", "epoch", "{}"), ("train_loss", "train loss", "{:.4f}"),
                ("train_data_loss", "train data loss", "{:.4f}"), ("train_acc", "train acc", "{:.2%}"),
                ("val_loss", "val loss", "{:.4f}"), ("val_data_loss", "val data loss", "{:.4f}"),

@@ -21,7 +21,7 @@ from mlpcli.metrics import macro_f1
 from mlpcli.readfile import read_regular
 from mlpcli.rundir import RunDir
 from mlpcli.schema import flatten, to_dict
-from mlpcli.table import Column, format_table, printable
+from mlpcli.table import Column, elide, format_table, printable
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 SUMMARY_LIMIT = 64 * 2 ** 20        # bytes; a summary of 1,000 classes is about 10 MB
@@ -45,7 +45,45 @@ COMPARED = (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epo
 
 
 def read_summary(path: str | Path) -> dict:
-    """The run summary in a summary.json file, or an MlpError naming the file."""
+    """The run summary in a summary.json file, as `mlp train` writes it; MlpError naming the file (and the
+    first field that is missing or of another kind) otherwise."""
+    summary = _summary_object(path)
+    problem = summary_problem(summary)
+    if problem:
+        raise MlpError(f"{path}: not a run summary ({problem}); the file is damaged")
+    return summary
+
+
+def summary_problem(summary: dict) -> str | None:
+    """What makes a summary other than one `mlp train` writes (its first wrong or missing field), or None:
+    run facts of their kind, and a val (and maybe a test) split with accuracy, loss and a confusion matrix
+    of the classes."""
+    checks = {"name": _text, "started": _local_time, "seconds": _nonnegative, "epochs_run": _count,
+              "best_epoch": _count, "stopped": _text, "model": _text, "features": _names, "classes": _names}
+    for key, check in checks.items():
+        if check(summary.get(key)) is None:
+            return _wrong(summary, key)
+    for split in ("val", "test"):
+        if split == "test" and split not in summary:
+            continue
+        scores = summary.get(split)
+        if not isinstance(scores, dict):
+            return _wrong(summary, split)
+        for key, check in (("accuracy", _fraction), ("loss", _nonnegative), ("confusion", _confusion)):
+            value = check(scores.get(key))
+            if value is None or (key == "confusion" and len(value) != len(summary["classes"])):
+                return _wrong(scores, key, f"{split}.")
+    return None
+
+
+def _wrong(holder: dict, key: str, prefix: str = "") -> str:
+    if key not in holder:
+        return f'no "{prefix}{key}"'
+    return f'"{prefix}{key}" is {elide(repr(holder[key]), 40)}'
+
+
+def _summary_object(path: str | Path) -> dict:
+    """The JSON object in a summary.json file, or an MlpError naming the file."""
     path = Path(path)
     try:
         if path.stat().st_size > SUMMARY_LIMIT:
@@ -64,11 +102,15 @@ def read_summary(path: str | Path) -> dict:
 
 
 def read_metrics(folder: str | Path) -> list[dict]:
-    """The epoch rows of a run's metrics.jsonl ([] if it cannot be read, e.g. a folder by that name)."""
+    """The epoch rows of a run's metrics.jsonl ([] if it cannot be read, e.g. a folder by that name), each
+    value checked: the epoch its row number, an accuracy a fraction, the other values finite non-negative
+    numbers; a value that is not (text, a bool, NaN) is None. Keys other than METRICS are left out."""
     try:
-        return RunDir(folder).read_metrics()
+        rows = RunDir(folder).read_metrics()
     except OSError:
         return []
+    return [{"epoch": epoch, **{key: check(row[key]) for key, check in METRICS.items() if key in row}}
+            for epoch, row in enumerate(rows, 1)]
 
 
 def list_runs(root: str | Path) -> list[dict]:
@@ -98,32 +140,30 @@ def run_record(folder: str | Path) -> dict:
         raise MlpError(f"{folder} is not a run folder (it has no {', '.join(RUN_FILES)})")
     status = "unfinished"
     try:
-        summary = read_summary(folder / "summary.json")
+        summary = _summary_object(folder / "summary.json")
     except MlpError:
         summary = {}
         if (folder / "summary.json").exists():
             status = "damaged"
+    else:
+        status = "damaged" if summary_problem(summary) else summary["stopped"] or "completed"
     metrics = read_metrics(folder)
-    val_accs = [acc for acc in (_fraction(m.get("val_acc")) for m in metrics) if acc is not None]
+    val_accs = [m["val_acc"] for m in metrics if m.get("val_acc") is not None]
     config = _flat_config(folder / "config.yaml")
     facts = {
-        "name": _typed(summary.get("name"), str),
+        "name": _text(summary.get("name")),
         "date": _local_time(summary.get("started")),
-        "stopped": _typed(summary.get("stopped"), str),
         "epochs": _count(summary.get("epochs_run")),
         "best_epoch": _count(summary.get("best_epoch")),
         "features": _names(summary.get("features")),
-        "model": _typed(summary.get("model"), str),
+        "model": _text(summary.get("model")),
         "val_acc": _split_score(summary, "val", "accuracy"),
         "test_acc": _split_score(summary, "test", "accuracy"),
         "seconds": _nonnegative(summary.get("seconds")),
     }
-    if summary:
-        wrong = [key for key, value in facts.items() if value is None and key not in ("test_acc",)]
-        status = "damaged" if wrong else facts["stopped"] or "completed"
     if config is None:
         status = "damaged"
-    steps = [_nonnegative(m.get("seconds")) for m in metrics]
+    steps = [m.get("seconds") for m in metrics]
     return {
         "run": printable(folder.name),
         "name": facts["name"] or printable(folder.name),
@@ -144,13 +184,13 @@ def run_record(folder: str | Path) -> dict:
     }
 
 
-def _typed(value, kind: type):
-    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _count(value) -> int | None:
-    value = _typed(value, int)
-    return value if value is not None and value >= 0 else None
+    """A non-negative int (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _nonnegative(value) -> float | None:
@@ -163,6 +203,11 @@ def _nonnegative(value) -> float | None:
 def _fraction(value) -> float | None:
     value = _nonnegative(value)
     return value if value is not None and value <= 1 else None
+
+
+METRICS = {"train_loss": _nonnegative, "train_acc": _fraction, "val_loss": _nonnegative, "val_acc": _fraction,
+           "lr": _nonnegative, "seconds": _nonnegative, "train_data_loss": _nonnegative,
+           "val_data_loss": _nonnegative, "l2": _nonnegative}     # metrics.jsonl key → its check
 
 
 def _names(value) -> list[str] | None:
@@ -181,12 +226,17 @@ def _split_score(summary: dict, split: str, name: str) -> float | None:
 def _split_f1(summary: dict, split: str) -> float | None:
     """Macro F1 of a split, from its confusion matrix (summaries of every version have one)."""
     scores = summary.get(split)
-    confusion = scores.get("confusion") if isinstance(scores, dict) else None
-    if not (isinstance(confusion, list) and confusion and all(
-            isinstance(row, list) and len(row) == len(confusion)
-            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 62 for n in row) for row in confusion)):
-        return None
-    return round(macro_f1(confusion), 6)
+    confusion = _confusion(scores.get("confusion")) if isinstance(scores, dict) else None
+    return None if confusion is None else round(macro_f1(confusion), 6)
+
+
+def _confusion(value) -> list | None:
+    """A square, non-empty matrix of counts (as lists) that int64 holds, else None."""
+    if isinstance(value, list) and value and all(
+            isinstance(row, list) and len(row) == len(value)
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 62 for n in row) for row in value):
+        return value
+    return None
 
 
 def _local_time(value) -> str | None:
@@ -195,9 +245,9 @@ def _local_time(value) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return (moment.astimezone() if moment.tzinfo else moment).replace(tzinfo=None).isoformat(timespec="seconds")
+    except (ValueError, OverflowError):       # not a time; a time zone shifts it out of datetime's years
         return None
-    return (moment.astimezone() if moment.tzinfo else moment).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def _started(folder: Path) -> str | None:

@@ -208,12 +208,14 @@ class PixelClassifier:
         self.pipeline = SimpleNamespace(std=np.full(dim, 2.0, np.float32))
 
 
-def write_run(folder, splits=("val",)):
+def write_run(folder, splits=("val",), metrics=None):
     folder.mkdir()
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in epochs(4)))
-    summary = {"classes": ["a", "b"]}
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in metrics or epochs(4)))
+    summary = {"name": "run", "started": "2026-01-02T10:00:00+00:00", "seconds": 2.0, "epochs_run": 4,
+               "best_epoch": 4, "stopped": "completed", "model": "192-5-2 relu softmax", "features": ["pixels"],
+               "classes": ["a", "b"]}
     for split in splits:
-        summary[split] = {"accuracy": 0.75, "confusion": [[3, 1], [1, 3]]}
+        summary[split] = {"accuracy": 0.75, "loss": 0.5, "confusion": [[3, 1], [1, 3]]}
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -229,6 +231,20 @@ def test_write_run_plots_writes_what_applies(tmp_path):
 def test_write_run_plots_without_a_checkpoint_draws_curves_and_confusion(tmp_path):
     run = write_run(tmp_path / "run")
     assert [p.name for p in plots.write_run_plots(run)] == ["training_curves.png", "confusion_val.png"]
+
+
+@pytest.mark.parametrize("value", ["abc", True, None, -1.0, float("nan"), float("inf"), [0.5], {"a": 1}])
+def test_hostile_metric_values_are_gaps_in_the_curves(tmp_path, value):
+    rows = epochs(4)
+    rows[1] = {key: value if key != "epoch" else 2 for key in rows[1]}     # every value of epoch 2
+    rows[2]["val_acc"] = 0.99
+    run = write_run(tmp_path / "run", metrics=rows)
+    with_gap = pixels(plots.write_run_plots(run)[0])
+    rows[1] = epochs(4)[1]
+    whole = pixels(plots.training_curves(rows, tmp_path / "whole.png", title="run"))
+    assert with_gap.shape == whole.shape and not np.array_equal(with_gap, whole)   # the lines break at epoch 2
+    green = np.all(np.abs(with_gap.astype(int) - (44, 160, 44)) < 8, axis=2)
+    assert green.any()                                  # the best epoch (3) is still marked
 
 
 def test_every_hog_extractor_gets_a_row_of_glyphs(tmp_path):

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mlpcli.config import Config, dump_config, load_config
@@ -17,8 +19,9 @@ from mlpcli.features import ExtractorSpec
 from mlpcli.features.pixels import PixelsConfig
 from mlpcli.metrics import classification_report
 from mlpcli.predictor import softmax
-from mlpcli.report import write_report
+from mlpcli.report import _header, _per_class_section, write_report
 from mlpcli.rundir import RunDir
+from mlpcli.runs import read_summary
 from mlpcli.train import train
 
 CLASSES = ["cat", "dog", "<b>bird</b>"]
@@ -184,3 +187,51 @@ def test_hinge_models_rank_mistakes_by_score_margin_without_probabilities(run):
     assert mistakes(run.folder / "report.html") == list(wrong[np.argsort(-margin)][:3])
     examples = html[html.index("Misclassified"):]
     assert "%)" not in examples
+
+
+def test_hostile_metric_values_are_shown_as_dashes(run):
+    rows = [json.loads(line) for line in (run.folder / "metrics.jsonl").read_text().splitlines()]
+    rows[1].update(val_acc="abc", train_loss="x", lr=True, seconds=float("nan"))
+    (run.folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    html = write_report(run.folder, run.classifier, run.val).read_text(encoding="utf-8")
+    assert f"<tr><td>2</td><td>-</td><td>{rows[1]['train_acc']:.2%}</td>" in html
+    assert "abc" not in html and "True" not in html
+
+
+def edited_summary(run, field: tuple[str, ...], value) -> dict:
+    """The run's summary.json with the value at `field` (a path of keys) replaced."""
+    summary = json.loads((run.folder / "summary.json").read_text())
+    holder = summary
+    for key in field[:-1]:
+        holder = holder[key]
+    holder[field[-1]] = value
+    return summary
+
+
+@pytest.mark.parametrize("field, value", [(("val", "accuracy"), "x"), (("seconds",), "x"), (("classes",), [1, 2, 3]),
+                                          (("started",), 5), (("val",), []), (("val", "confusion"), [[1]])])
+def test_a_summary_field_of_another_kind_is_one_line_naming_the_file(run, field, value):
+    (run.folder / "summary.json").write_text(json.dumps(edited_summary(run, field, value)))
+    with pytest.raises(MlpError, match=rf'summary.json: not a run summary \("{".".join(field)}" is .*\); the file '
+                                       r"is damaged$"):
+        write_report(run.folder, run.classifier, run.val)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from([("name",), ("started",), ("seconds",), ("epochs_run",), ("best_epoch",), ("stopped",),
+                             ("model",), ("features",), ("classes",), ("val",), ("test",), ("val", "accuracy"),
+                             ("val", "loss"), ("val", "confusion")]), value=json_values)
+def test_any_summary_field_is_read_for_the_page_or_refused_in_one_line(run, path, value):
+    (run.folder / "edited.json").write_text(json.dumps(edited_summary(run, path, value)))
+    try:
+        checked = read_summary(run.folder / "edited.json")
+    except MlpError as err:
+        assert str(err).startswith(f"{run.folder / 'edited.json'}: ") and "\n" not in str(err)
+        return
+    _header(RunDir(run.folder), checked)
+    _per_class_section(checked)

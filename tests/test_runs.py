@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import datetime
 
@@ -10,8 +11,9 @@ from hypothesis import strategies as st
 
 from mlpcli.errors import MlpError
 from mlpcli.config import dump_config, load_config
-from mlpcli.runs import (SORT_KEYS, compare_runs, filter_runs, format_comparison, format_duration, format_runs,
-                         list_runs, read_summary, run_record, runs_json, short_names, sort_runs)
+from mlpcli.runs import (METRICS, SORT_KEYS, compare_runs, filter_runs, format_comparison, format_duration,
+                         format_runs, list_runs, read_metrics, read_summary, run_record, runs_json, short_names,
+                         sort_runs)
 
 
 def write_run(root, folder, *, name, started, features, model, val_acc, test_acc=None, seconds=10.0,
@@ -24,9 +26,9 @@ def write_run(root, folder, *, name, started, features, model, val_acc, test_acc
                     "lr": 0.1, "seconds": seconds / epochs}) + "\n" for e in range(1, epochs + 1)))
     summary = {"name": name, "started": started, "seconds": seconds, "epochs_run": epochs, "best_epoch": epochs,
                "stopped": stopped, "classes": ["a", "b"], "features": features, "model": model,
-               "val": {"accuracy": val_acc}}
+               "val": {"accuracy": val_acc, "loss": 1.0, "confusion": [[1, 0], [0, 1]]}}
     if test_acc is not None:
-        summary["test"] = {"accuracy": test_acc}
+        summary["test"] = {"accuracy": test_acc, "loss": 1.0, "confusion": [[1, 0], [0, 1]]}
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 
@@ -228,10 +230,11 @@ def test_hostile_run_folders_are_listed_not_fatal(tmp_path):
     folder("nan", summary_json='{"val": {"accuracy": NaN}, "seconds": Infinity}',
            metrics_jsonl='{"epoch": 1, "val_acc": "high", "seconds": -1}\n[1, 2]\n')
     folder(os.fsdecode(b"bad-\xff-name"), config_yaml="seed: 1\n")
+    folder("year-0", summary_json=json.dumps({"started": "0001-01-01T00:00:00+05:00"}))    # 0000-12-31 in UTC
     runs = {run["run"]: run for run in list_runs(tmp_path)}
     assert {name: run["status"] for name, run in runs.items()} == {
         "list": "damaged", "text-accuracy": "damaged", "deep": "damaged", "binary": "damaged", "dirs": "damaged",
-        "nan": "damaged", "bad-\ufffd-name": "unfinished"}
+        "nan": "damaged", "bad-\ufffd-name": "unfinished", "year-0": "damaged"}
     assert all(run["val_acc"] is None and run["seconds"] in (None, 0.0) for run in runs.values())
     for key in SORT_KEYS:
         assert len(sort_runs(list(runs.values()), key)) == len(runs)
@@ -257,6 +260,22 @@ def test_any_json_summary_gives_a_record(tmp_path_factory, summary):
         sort_runs([run, run_record(folder)], key)
     format_runs([run], 60)
     json.dumps(runs_json([run]), allow_nan=False)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["epoch", *METRICS, "other"]), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)))
+def test_metric_values_are_read_as_numbers_of_their_kind_or_none(tmp_path, row):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_acc": 0.5}) + "\n"
+                                            + json.dumps({**row, "epoch": 2}) + "\n")
+    first, second = read_metrics(tmp_path)
+    assert first == {"epoch": 1, "val_acc": 0.5}
+    assert second["epoch"] == 2 and set(second) == {"epoch"} | (set(row) & set(METRICS))
+    for key, value in second.items():
+        assert value is None or (type(value) in (int, float) and math.isfinite(value) and value >= 0)
+        assert value is None or key not in ("train_acc", "val_acc") or value <= 1
+        assert value is None or key == "epoch" or value == row[key]
 
 
 def test_a_sweep_folder_lists_its_trials_with_the_swept_keys(tmp_path):
@@ -285,8 +304,8 @@ def test_compare_shows_differing_keys_and_metrics_side_by_side(tmp_path):
     comparison = compare_runs([a, b])
     assert comparison["runs"] == ["a", "b"]
     assert comparison["config"] == {"model.activation": ["relu", "tanh"], "optim.lr": [0.05, 0.1]}
-    assert comparison["metrics"]["val_acc"] == [0.6, 0.7] and comparison["metrics"]["val_loss"] == [None, 0.5]
-    assert comparison["metrics"]["macro_f1"] == [None, pytest.approx((6 / 7 + 8 / 9) / 2, abs=1e-6)]
+    assert comparison["metrics"]["val_acc"] == [0.6, 0.7] and comparison["metrics"]["val_loss"] == [1.0, 0.5]
+    assert comparison["metrics"]["macro_f1"] == [1.0, pytest.approx((6 / 7 + 8 / 9) / 2, abs=1e-6)]
     lines = format_comparison(comparison).splitlines()
     assert lines[0].split() == ["a", "b"]
     assert lines[1].split() == ["model.activation", "relu", "tanh"] and lines[2].split() == ["optim.lr", "0.05", "0.1"]

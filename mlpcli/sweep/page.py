@@ -19,7 +19,7 @@ from mlpcli.atomic import write_text_atomic
 from mlpcli.errors import MlpError, one_line
 from mlpcli.plots import STYLE, _figure, _save
 from mlpcli.report import CSS, write_report
-from mlpcli.rundir import RunDir
+from mlpcli.runs import read_metrics
 from mlpcli.sweep.folder import SweepDir
 from mlpcli.sweep.results import METRIC_KEYS, configurations, format_score, format_value, is_number
 
@@ -131,8 +131,8 @@ def _curves_plot(sweep: SweepDir, records: list[dict]) -> tuple[str | None, str]
     ax = fig.add_subplot()
     drawn = 0
     for record in records:
-        rows = RunDir(sweep.path / record["run"]).read_metrics()
-        points = [(row["epoch"], row["val_acc"]) for row in rows if is_number(row.get("val_acc"))]
+        rows = read_metrics(sweep.path / record["run"])
+        points = [(row["epoch"], row["val_acc"]) for row in rows if row.get("val_acc") is not None]
         if points:
             ax.plot(*zip(*points), color=STATUS_COLORS.get(record["status"], "#d62728"), alpha=0.6, linewidth=1)
             drawn += 1
