@@ -59,20 +59,23 @@ class SweepDir:
         return load_config(self.spec)
 
     def read_trials(self) -> dict[str, dict]:
-        """{trial id: record} from trials.jsonl; MlpError naming the line if one is damaged."""
+        """{trial id: record} from trials.jsonl, each with params for the keys sweep.yaml sweeps; MlpError
+        naming the line if one is damaged."""
         if not self.trials.exists():
             return {}
+        keys = list(self.load_spec().sweep.params)
         records = {}
         for number, line in enumerate(read_regular(self.trials).splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                why = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+                why = (err.msg if isinstance(err, json.JSONDecodeError)
+                       else "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply")
                 raise MlpError(f"{self.trials}, line {number}: not valid JSON ({why}); remove the line to run "
                                f"that trial again") from None
-            problem = _problem(record)
+            problem = _problem(record, keys)
             if problem:
                 raise MlpError(f"{self.trials}, line {number}: not a trial record ({problem}); remove the line to "
                                f"run that trial again")
@@ -86,8 +89,8 @@ class SweepDir:
         return self.runs / trial_id
 
 
-def _problem(record) -> str | None:
-    """What is wrong with a trials.jsonl record, or None."""
+def _problem(record, keys: list[str]) -> str | None:
+    """What is wrong with a trials.jsonl record of a sweep over `keys`, or None."""
     if not isinstance(record, dict):
         return "not a JSON object"
     for name, kind in FIELDS.items():
@@ -97,6 +100,8 @@ def _problem(record) -> str | None:
             return f"\"{name}\" is {record[name]!r}"
     if not re.fullmatch(r"\d{3,}-seed\d+", record["trial"]):
         return f"\"trial\" is {record['trial']!r}"
+    if sorted(record["params"]) != sorted(keys):
+        return f"\"params\" has {sorted(record['params'])}, not the swept keys {sorted(keys)}"
     if record["status"] not in STATUSES:
         return f"unknown status {record['status']!r}"
     if record["run"] != f"runs/{record['trial']}":

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from mlpcli.errors import MlpError
 from mlpcli.sweep.folder import SweepDir
+from mlpcli.sweep.page import write_sweep_report
 from mlpcli.sweep.spec import load_spec
 
 RECORD = {"trial": "003-seed1", "config": 3, "seed": 1, "params": {"optim.lr": 0.1}, "status": "completed",
@@ -44,11 +45,21 @@ def test_a_damaged_record_is_refused_naming_its_line(sweep, field, value):
     assert records[record["trial"]][field] == value
 
 
-@pytest.mark.parametrize("line", ["{", "[]", '{"trial": "../../etc-seed1"}', "null"])
+@pytest.mark.parametrize("line", ["{", "[]", '{"trial": "../../etc-seed1"}', "null", "[" * 100_000 + "]" * 100_000])
 def test_garbage_lines(sweep, line):
     sweep.trials.write_text(line + "\n")
     with pytest.raises(MlpError, match="line 1"):
         sweep.read_trials()
+
+
+@pytest.mark.parametrize("params", [{}, {"reg": 0.1}, {"optim.lr": 0.1, "reg": 0.1}])
+def test_a_record_without_the_swept_keys_is_refused_by_resume_and_report(sweep, params):
+    sweep.trials.write_text(json.dumps(RECORD) + "\n" + json.dumps({**RECORD, "params": params}) + "\n")
+    message = r"line 2: not a trial record \(\"params\" has .*, not the swept keys \['optim.lr'\]\)"
+    with pytest.raises(MlpError, match=message):
+        sweep.read_trials()
+    with pytest.raises(MlpError, match=message):
+        write_sweep_report(sweep.path, progress=False)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
