@@ -6,7 +6,6 @@ its one-line error is part of the result, so the sweep goes on and a failure is 
 from __future__ import annotations
 
 import fcntl
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 from mlpcli import experiment
 from mlpcli.cluster import worker_address
 from mlpcli.config import Config
-from mlpcli.errors import one_line
+from mlpcli.errors import MlpError, one_line
 from mlpcli.rundir import RunDir
+from mlpcli.runs import read_metrics, read_summary
 
 
 def extract(cfg: Config, pool) -> str | None:
@@ -59,20 +59,19 @@ def train_trial(cfg: Config, folder: str, stop_after: int | None, extraction_err
 
 
 def progress(run: RunDir) -> dict:
-    """epochs, best_val_acc, best_val_loss, test_acc of the run folder as its files say."""
-    rows = run.read_metrics()
-    accs = [row["val_acc"] for row in rows if isinstance(row.get("val_acc"), (int, float))]
-    losses = [row["val_loss"] for row in rows if isinstance(row.get("val_loss"), (int, float))]
-    summary = _summary(run)
-    test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
+    """epochs, best_val_acc, best_val_loss, test_acc of the run folder as its files say (read as `mlp runs`
+    reads them: a value or a summary that is not what mlp train writes counts as missing)."""
+    rows = read_metrics(run.path)
+    accs = [row["val_acc"] for row in rows if row.get("val_acc") is not None]
+    losses = [row["val_loss"] for row in rows if row.get("val_loss") is not None]
+    test = _summary(run).get("test", {})
     return {"epochs": len(rows), "best_val_acc": max(accs, default=None), "best_val_loss": min(losses, default=None),
             "test_acc": test.get("accuracy")}
 
 
 def metric_at(run: RunDir, metric: str, epochs: int) -> float | None:
     """The run's best `metric` (val_acc: highest, val_loss: lowest) over its first `epochs` epochs."""
-    values = [row[metric] for row in run.read_metrics()
-              if row.get("epoch", 0) <= epochs and isinstance(row.get(metric), (int, float)) and row[metric] == row[metric]]
+    values = [row[metric] for row in read_metrics(run.path)[:epochs] if row.get(metric) is not None]
     if not values:
         return None
     return max(values) if metric == "val_acc" else min(values)
@@ -85,11 +84,11 @@ def _status_on_disk(run: RunDir) -> str:
 
 
 def _summary(run: RunDir) -> dict:
+    """The run's summary.json, checked; {} if it is missing or damaged."""
     try:
-        summary = json.loads(run.summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_summary(run.summary)
+    except MlpError:
         return {}
-    return summary if isinstance(summary, dict) else {}
 
 
 @contextmanager

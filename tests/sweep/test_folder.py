@@ -77,3 +77,20 @@ def test_any_bytes_appended_are_a_record_or_an_error_naming_their_line(sweep, li
 def test_a_used_out_folder_is_refused(sweep):
     with pytest.raises(MlpError, match=f"continue it with `mlp sweep --resume {sweep.path}`"):
         SweepDir.create(load_spec(None, ["optim.lr=0.1,0.2"]), sweep.path)
+
+
+def test_a_trial_folder_is_read_as_hostile_input_by_the_worker(tmp_path):
+    from mlpcli.rundir import RunDir
+    from mlpcli.sweep.trial import metric_at, progress
+    from tests.test_runs import write_run
+
+    run = RunDir(write_run(tmp_path, "000-seed0", name="t", started="2026-01-02T10:00:00+00:00", features=["hog"],
+                           model="x", val_acc=0.5, test_acc=0.4, epochs=3))
+    assert progress(run) == {"epochs": 3, "best_val_acc": 0.5, "best_val_loss": 1.0, "test_acc": 0.4}
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    rows[1].update(val_acc=True, val_loss=float("nan"))                 # not values mlp train writes
+    rows[2].update(val_acc=7, val_loss="low")
+    run.metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run.summary.write_text("[" * 100_000 + "]" * 100_000)                # nested too deeply for json
+    assert progress(run) == {"epochs": 3, "best_val_acc": 0.5, "best_val_loss": 1.0, "test_acc": None}
+    assert metric_at(run, "val_acc", 3) == 0.5 and metric_at(run, "val_loss", 1) == 1.0
