@@ -67,7 +67,8 @@ def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | Non
     """Continue the run in folder `path` from its checkpoints/last.npz with its own config.yaml, to its
     train.epochs or, with `epochs`, to that many (extending a completed run); or pause after `stop_after`.
 
-    A run killed before its first checkpoint starts over in its folder. MlpError, before any work, if
+    A run killed before its first checkpoint starts over in its folder, an extension killed before its
+    first checkpoint goes on to the train.epochs its config.yaml then says. MlpError, before any work, if
     config.yaml was edited since the checkpoint (naming the keys), or if metrics.jsonl or best.npz is gone.
     The folder is left as it was until training first writes to it (RunDir.begin).
     """
@@ -75,6 +76,9 @@ def resume(path: str | Path, *, epochs: int | None = None, stop_after: int | Non
     cfg = load_config(folder.config)
     ckpt = checkpoint.load(folder.last) if folder.last.exists() else None
     if ckpt is not None:
+        if cfg.train.epochs > ckpt.config.train.epochs:   # an extension killed after RunDir.begin rewrote
+            epochs = epochs if epochs is not None else cfg.train.epochs   # config.yaml, before its checkpoint
+            cfg.train.epochs = ckpt.config.train.epochs
         _check_unchanged(folder, cfg, ckpt.config)
         _check_history(folder, ckpt.progress)
     if epochs is not None:

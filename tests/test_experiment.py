@@ -42,6 +42,15 @@ def test_extending_a_completed_run_equals_a_run_asked_for_more_epochs_at_once(ti
         experiment.resume(four.run.path, epochs=5)
 
 
+def test_an_extension_killed_before_its_first_checkpoint_goes_on_to_its_epochs(tiny_config, tmp_path):
+    six = experiment.run(load_config(tiny_config, ["train.epochs=6"]), tmp_path / "six")
+    four = experiment.run(load_config(tiny_config), tmp_path / "four").run
+    four.begin(load_config(tiny_config, ["train.epochs=6"]), 4)    # what an extension writes before its epochs
+    extended = experiment.resume(four.path)                          # then `kill -9`, and `mlp train --resume`
+    assert (extended.status, extended.epochs) == ("completed", 6)
+    assert sha256(extended.run.last) == sha256(six.run.last)
+
+
 def interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
