@@ -336,7 +336,8 @@ def sweep(args: tuple[str, ...], method, trials, seeds, prune, scheduler, worker
 @cli.command(name="eval", short_help="Score a checkpoint on a dataset split.")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]),
-              help="Split to score (default: test if the dataset has one, else val; with --data: test, else all).")
+              help="Split to score; all: train and val (default: test if the dataset has one, else val; with --data: "
+                   "test, else all).")
 @click.option("--data", "data_path", help="Score another dataset with the same classes: its path (sets data.path).")
 @click.option("--source", type=RegistryChoice("mlpcli.data", "SOURCES"),
               help="With --data: the dataset source, if not the checkpoint's (e.g. folder).")
@@ -358,6 +359,11 @@ def eval_(checkpoint: str, split: str | None, data_path: str | None, source: str
 
     if source is not None and data_path is None:
         raise click.UsageError("--source goes with --data")
+    if data_path is not None and not data_path.strip():
+        raise click.BadParameter("give the dataset's path", param_hint="--data")
+    if data_path is not None and split == "val":
+        raise click.UsageError("--split val is the validation split drawn at training; another dataset (--data) has "
+                               "none: score its training images with --split train (or all), its test/ with test")
     clf = Classifier.from_checkpoint(checkpoint, progress=True)
     cfg = clf.config
     if data_path is not None:
@@ -386,8 +392,9 @@ def _pick_split(splits: dict, split: str):
         train, val = splits["train"], splits["val"]
         return Dataset(train.reader, np.concatenate([train.index, val.index]),
                        np.concatenate([train.labels, val.labels]), train.classes)
-    if split not in splits:
-        raise DataError(f"this dataset has no '{split}' split (it has: {', '.join(splits)})")
+    if split not in splits or not len(splits[split]):
+        have = ", ".join(name for name, images in splits.items() if len(images))
+        raise DataError(f"this dataset has no '{split}' split, or it is empty (it has: {have})")
     return splits[split]
 
 

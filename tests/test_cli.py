@@ -212,6 +212,16 @@ def test_eval_on_a_dataset_with_unknown_classes(runner, trained, tmp_path):
     assert "Error: the dataset has classes the model does not know: hexagon" in result.output
 
 
+@pytest.mark.parametrize("args, message", [(["--split", "val"], "--split val is the validation split drawn at "
+                                                                "training; another dataset (--data) has none"),
+                                           (["--json", "--split", "val"], "another dataset (--data) has none"),
+                                           (["--data", ""], "Invalid value for --data: give the dataset's path")])
+def test_eval_on_another_dataset_refuses_what_it_cannot_score_in_one_line(runner, trained, tmp_path, args, message):
+    folder = _shape_folder(tmp_path / "more", ["triangle", "square"])
+    result = runner.invoke(cli, ["eval", str(trained), "--data", str(folder), "--source", "folder", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
 def test_eval_of_a_missing_split(runner, trained):
     result = runner.invoke(cli, ["eval", str(trained), "--split", "test"])
     assert result.exit_code == 1
