@@ -658,9 +658,10 @@ def data() -> None:
               help="Folder to unpack into (the dataset lands in DIR/NAME).")
 @click.option("--mirror", metavar="URL", help="Fetch the same files from this base URL instead.")
 def download_dataset(name: str, dest_dir: str, mirror: str | None) -> None:
-    """Download dataset NAME's official archive, verify its checksums and unpack it.
+    """Download dataset NAME's official archive, verify its sizes and checksums and unpack it.
 
-    Prints the folder to use as data.path. An existing folder is left as it is.
+    Prints the folder to use as data.path. An existing folder is left as it is. A transfer that brings
+    less than 64 KiB in 60 s is given up.
 
     \b
       mlp data download cifar10            # -> data/cifar10

@@ -1,18 +1,23 @@
 """Fetching the official archives of the public datasets, and finding a dataset on disk.
 
-`download("cifar10", "data")` fetches the archive with a progress bar, checks every file's MD5 against
-the official checksum (as published with torchvision's dataset classes), and unpacks it into
+`download("cifar10", "data")` fetches the archive with a progress bar, checks every file's size and MD5
+against the official ones (the checksums are those torchvision's dataset classes publish), and unpacks it into
 `data/cifar10`, the folder to point `data.path` at. Nothing half-written is left behind: files are
 downloaded and unpacked inside a temporary folder that is renamed into place only when all is verified.
+A server is read no further than a file's official size, and a transfer that brings less than
+STALL_BYTES in STALL_SECONDS is given up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,24 +28,27 @@ from tqdm import tqdm
 
 from mlpcli.errors import DataError, quote
 
+STALL_SECONDS = 60.0      # a download that brings less than STALL_BYTES in this many seconds has stalled
+STALL_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Archive:
-    """A dataset published as files under one URL: `files` are (file name, MD5 hex digest) pairs.
+    """A dataset published as files under one URL: `files` are (file name, MD5 hex digest, size in bytes).
 
     Files ending in .tar.gz are unpacked; others (the gzipped IDX files) are kept as they are.
     """
 
     name: str
     base_url: str
-    files: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, str, int], ...]
 
 
 def download(name: str, dest_dir: str | Path, *, base_url: str | None = None, progress: bool = True) -> Path:
     """Fetch, verify and unpack dataset `name` into `dest_dir/name`; returns that folder (for `data.path`).
 
     `base_url` replaces the official location (a mirror). If the folder already exists it is returned
-    as it is, without any download.
+    as it is, without any download; a file of that name is an error.
     """
     archives = downloadable()
     if name not in archives:
@@ -55,20 +63,26 @@ def download(name: str, dest_dir: str | Path, *, base_url: str | None = None, pr
 def fetch(archive: Archive, dest_dir: str | Path, *, progress: bool = True) -> Path:
     """Download `archive` into `dest_dir/archive.name`, verified and unpacked; see `download`."""
     target = Path(dest_dir).expanduser() / archive.name
-    if target.exists():
+    if target.is_dir():
         return target
+    if os.path.lexists(target):
+        raise DataError(f"{target} exists and is not a folder")
+    created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}-", suffix=".part", dir=target.parent))
     try:
-        for filename, md5 in archive.files:
+        for filename, md5, size in archive.files:
             path = staging / filename
-            _fetch_file(archive.base_url.rstrip("/") + "/" + filename, path, md5, progress)
+            _fetch_file(archive.base_url.rstrip("/") + "/" + filename, path, md5, size, progress)
             if filename.endswith(".tar.gz"):
                 _unpack(path, staging)
                 path.unlink()
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:          # deepest first: the folders made above, if a failure left them empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return target
 
 
@@ -109,22 +123,41 @@ def _check_url(url: str) -> None:
                         "e.g. https://example.org/mnist/")
 
 
-def _fetch_file(url: str, path: Path, md5: str, progress: bool) -> None:
-    """Stream `url` into `path` with a progress bar, checking its MD5."""
+def _fetch_file(url: str, path: Path, md5: str, size: int, progress: bool) -> None:
+    """Stream `url` into `path` with a progress bar, checking its size, its MD5 and the pace of the transfer."""
     digest = hashlib.md5()
+    received = 0
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, disable=not progress) as bar:
-                while block := response.read(1 << 20):
+        with urllib.request.urlopen(url, timeout=STALL_SECONDS) as response, open(path, "wb") as out:
+            announced = response.headers.get("Content-Length")
+            if announced is not None and announced.strip() != str(size):
+                raise DataError(f"download of {url} failed: its Content-Length is {quote(announced.strip())}, not "
+                                f"the {size:,} bytes of the official file; check the mirror URL")
+            window_start, window_bytes = time.monotonic(), 0
+            with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not progress) as bar:
+                while block := response.read1(min(1 << 20, size + 1 - received)):   # one byte past size at most
+                    received += len(block)
+                    if received > size:
+                        raise DataError(f"download of {url} failed: the server sends more than the {size:,} bytes "
+                                        "of the official file; check the mirror URL")
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
+                    if time.monotonic() - window_start >= STALL_SECONDS:
+                        if received - window_bytes < STALL_BYTES:
+                            raise TimeoutError
+                        window_start, window_bytes = time.monotonic(), received
+    except TimeoutError:                # no byte for STALL_SECONDS, or too few of them
+        raise DataError(f"download of {url} stalled: less than {STALL_BYTES:,} bytes in {STALL_SECONDS:g} s, after "
+                        f"{received:,} of {size:,} bytes; try again or pass a mirror URL") from None
     except urllib.error.HTTPError as err:
         raise DataError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:  # a cut connection too
         reason = getattr(err, "reason", err)
         raise DataError(f"download of {url} failed: {reason}; check the network or pass a mirror URL") from None
+    if received < size:
+        raise DataError(f"download of {url} failed: the transfer stopped after {received:,} of {size:,} bytes; "
+                        "try again")
     if digest.hexdigest() != md5:
         raise DataError(f"download of {url} is corrupt: MD5 {digest.hexdigest()}, expected {md5}; try again")
 

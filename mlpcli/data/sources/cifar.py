@@ -106,10 +106,10 @@ def _read_split(root: Path, files: list[str], label_key: str, classes: list[str]
 SOURCES = [
     Source("cifar10", load_cifar10, format="cifar10",
            archive=Archive("cifar10", "https://www.cs.toronto.edu/~kriz/",
-                           (("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),)),
+                           (("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170498071),)),
            detect=lambda path: (path / CIFAR10["folder"]).is_dir() or (path / CIFAR10["meta"]).is_file()),
     Source("cifar100", load_cifar100, format="cifar100",
            archive=Archive("cifar100", "https://www.cs.toronto.edu/~kriz/",
-                           (("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),)),
+                           (("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", 169001437),)),
            detect=lambda path: (path / CIFAR100["folder"]).is_dir() or (path / CIFAR100["meta"]).is_file()),
 ]
