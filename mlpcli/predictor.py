@@ -44,7 +44,7 @@ class Classifier:
     def scores(self, images: np.ndarray, batch: int = 1000) -> np.ndarray:
         """Class scores (N, C) for images (N, H, W, C) uint8 of the training image shape (with data.flip_eval or
         data.shift_eval, the mean over each image's views: its mirror image, its shifted copies)."""
-        self._check_shape(images.shape[1:])
+        images = self._images(images)
         views = evaluation_views(self.config, self.image_shape)
         with np.errstate(over="ignore", invalid="ignore"):      # non-finite scores are refused below
             return _finite(batched_scores(self.model, self.pipeline.transform(images, views), batch, len(views)))
@@ -64,13 +64,14 @@ class Classifier:
     def features(self, images: np.ndarray) -> np.ndarray:
         """The standardized features (N, D) the network sees for images (N, H, W, C) uint8 (the images
         alone: no mirror images)."""
-        self._check_shape(images.shape[1:])
-        return self.pipeline.transform(images)
+        return self.pipeline.transform(self._images(images))
 
     def scores_of(self, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(class scores (n, C), readable (N,) bool) of a split read by index, streamed through a feature store
         (the config's cache, or a temporary one) chunk by chunk: n = the images that could be read."""
-        self._check_shape(data.image_shape)
+        if data.image_shape != self.image_shape:
+            raise DataError(f"images are {data.image_shape} but this model was trained on {self.image_shape}; "
+                            "set data.size/data.mode to match")
         cfg = self.config
         stores = StoreRoot(cfg.cache_dir if cfg.features.cache else None, cfg.cache_max_gb)
         try:
@@ -85,10 +86,25 @@ class Classifier:
         readable = np.ones(len(data), bool) if unreadable is None else ~unreadable[:len(data)]
         return scores[readable], readable
 
-    def _check_shape(self, image_shape: tuple[int, ...]) -> None:
-        if tuple(image_shape) != self.image_shape:
-            raise DataError(f"images are {tuple(image_shape)} but this model was trained on {self.image_shape}; "
-                            "set data.size/data.mode to match")
+    def _images(self, images) -> np.ndarray:
+        """`images` as an array (N, H, W, C) uint8 of the training image shape (integers 0..255 converted, as
+        from a nested list); DataError naming what is expected otherwise."""
+        expected = f"this model takes images (N, {', '.join(map(str, self.image_shape))}) uint8"
+        try:
+            images = np.asarray(images)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"images cannot be read as an array ({str(err).rstrip('.')}); {expected}") from None
+        if images.ndim != 4:
+            one = " (images[None] for one image)" if images.shape == self.image_shape else ""
+            raise DataError(f"images have {images.ndim} dimension(s) (shape {images.shape}); {expected}{one}")
+        if images.shape[1:] != self.image_shape:
+            raise DataError(f"images are {images.shape[1:]} but this model was trained on {self.image_shape}; "
+                            "resize or convert them to match")
+        if images.dtype != np.uint8 and images.dtype.kind in "iu" and np.array_equal(images.astype(np.uint8), images):
+            images = images.astype(np.uint8)        # integers 0..255, as from a nested list
+        if images.dtype != np.uint8:
+            raise DataError(f"images have dtype {images.dtype}; {expected} (integers 0..255 are converted)")
+        return images
 
 
 def _finite(scores: np.ndarray) -> np.ndarray:
@@ -106,8 +122,8 @@ def batched_scores(model: MLP, features: np.ndarray, batch: int = 1000, views: i
     (V·N, D), a block of N rows per view of the same N images (data.flip_eval: the images, then their mirror
     images; data.shift_eval: their shifted copies), and the scores (N, C) are the mean of each image's views'
     scores."""
-    parts = [model.scores(features[i:i + batch]).copy() for i in range(0, len(features), batch)]
-    scores = np.concatenate(parts) if parts else np.empty((0, 0))
+    parts = [model.scores(features[i:i + batch]).copy() for i in range(0, max(len(features), 1), batch)]
+    scores = np.concatenate(parts)
     if views > 1 and len(scores):
         scores = scores.reshape(views, len(scores) // views, -1).sum(axis=0) / views
     return scores

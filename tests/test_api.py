@@ -97,6 +97,32 @@ def test_a_classifier_predicts_on_arrays_as_its_run_scored_them(trained, tiny_co
         clf.features(val.images[:, :8, :8])
 
 
+def test_a_classifier_takes_an_empty_batch_or_a_nested_list(trained):
+    clf = mlpcli.Classifier.from_checkpoint(trained.run.path)
+    empty = np.zeros((0, 16, 16, 3), np.uint8)
+    assert clf.predict(empty).shape == (0,)
+    assert clf.scores(empty).shape == clf.predict_proba(empty).shape == (0, len(clf.classes))
+    images = load_splits(clf.config)["val"].images[:3]
+    assert np.array_equal(clf.scores(images.tolist()), clf.scores(images))
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((16, 16, 3), np.uint8), r"images have 3 dimension\(s\) \(shape \(16, 16, 3\)\); this model takes images "
+                                      r"\(N, 16, 16, 3\) uint8 \(images\[None\] for one image\)"),
+    (np.zeros(5, np.uint8), r"images have 1 dimension\(s\) \(shape \(5,\)\)"),
+    ("images", r"images have 0 dimension\(s\)"),
+    ([np.zeros((16, 16, 3)), np.zeros((8, 8, 3))], r"images cannot be read as an array"),
+    (np.zeros((1, 16, 16, 3)), r"images have dtype float64; this model takes images \(N, 16, 16, 3\) uint8"),
+    (np.full((1, 16, 16, 3), 256), r"images have dtype int64"),
+    (np.zeros((1, 16, 16, 1), np.uint8), r"images are \(16, 16, 1\) but this model was trained on \(16, 16, 3\)"),
+])
+def test_a_classifier_refuses_what_is_not_images_naming_what_it_takes(trained, images, message):
+    clf = mlpcli.Classifier.from_checkpoint(trained.run.path)
+    for method in (clf.predict, clf.predict_proba, clf.scores, clf.features):
+        with pytest.raises(DataError, match=message):
+            method(images)
+
+
 def test_a_hinge_model_gives_scores_not_probabilities(tiny_config, tmp_path):
     result = experiment.run(load_config(tiny_config, ["loss.name=hinge", "train.epochs=1"]), tmp_path / "hinge")
     clf = mlpcli.Classifier.from_checkpoint(result.run.best)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,4 +44,4 @@ class Pixels(Extractor):
         pixels = images.astype(np.float32) * np.float32(1 / 255)
         if self.cfg.gray and pixels.shape[-1] == 3:
             pixels = pixels @ LUMA
-        return pixels.reshape(len(pixels), -1)
+        return pixels.reshape(len(pixels), math.prod(pixels.shape[1:]))     # -1 cannot size an empty batch
