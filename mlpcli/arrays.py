@@ -19,8 +19,9 @@ class InputError(DataError, ValueError, TypeError):
     """An array or a parameter value given to an estimator that it cannot use."""
 
 
-def as_rows(X, owner: str, what: str = "X") -> np.ndarray:
-    """Feature rows (N, D), N, D ≥ 1, as a finite real array (its dtype kept, an object array read as float64)."""
+def as_rows(X, owner: str, dtype: str | None = None, what: str = "X") -> np.ndarray:
+    """Feature rows (N, D), N, D ≥ 1, as a finite real array (its dtype kept, an object array read as float64)
+    whose values `dtype` (the model's float type) can hold, if given."""
     X = _real_array(X, what)
     if X.ndim == 1:
         raise InputError(f"Expected 2D array, got 1D array instead: {what} has shape {X.shape}. Reshape your data "
@@ -30,41 +31,52 @@ def as_rows(X, owner: str, what: str = "X") -> np.ndarray:
         raise InputError(f"{owner} takes feature rows (N, D), but {what} has shape {X.shape}; for images, put a "
                          "feature transformer first, e.g. Pipeline([('hog', HOG()), ('mlp', MLPClassifier())])")
     _check_size(X.shape, what)
-    _check_finite(X, what)
+    _check_finite(X, what, dtype)
     return X
 
 
-def as_labels(y, n: int, owner: str) -> np.ndarray:
-    """Class labels (N,) for N rows: integers, strings, or floats with integer values."""
+def as_labels(y, n: int | None, owner: str, what: str = "y") -> np.ndarray:
+    """Class labels (N,) for N rows (any number if n is None): integers, strings, or floats with integer values
+    (in a float array or as float objects in an object array, as scikit-learn's type_of_target reads them)."""
     if y is None:
-        raise InputError(f"{owner} requires y to be passed, but the target y is None")
+        raise InputError(f"{owner} requires {what} to be passed, but the target {what} is None")
     if _is_sparse(y):
-        raise InputError("y is a sparse matrix; sparse input is not supported: pass y.toarray().ravel()")
+        raise InputError(f"{what} is a sparse matrix; sparse input is not supported: pass {what}.toarray().ravel()")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn(_column_warning("A column-vector y was passed when a 1d array was expected. Please change "
-                                      "the shape of y to (n_samples,), for example using ravel()."), stacklevel=3)
+        warnings.warn(_column_warning(f"A column-vector {what} was passed when a 1d array was expected. Please change "
+                                      f"the shape of {what} to (n_samples,), for example using ravel()."), stacklevel=3)
         y = y.ravel()
     if y.ndim != 1:
-        raise InputError(f"y should be a 1d array, got an array of shape {y.shape} instead; {owner} predicts one "
-                         "class per row")
-    if len(y) != n:
-        raise InputError(f"X has {n} rows but y has {len(y)} labels; give one label per row")
+        raise InputError(f"{what} should be a 1d array, got an array of shape {y.shape} instead; give a 1d array of "
+                         "class labels")
+    if n is not None and len(y) != n:
+        raise InputError(f"X has {n} rows but {what} has {len(y)} labels; give one label per row")
     if y.dtype.kind == "c":
-        raise InputError("Complex data not supported in y")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            raise InputError("Input y contains NaN or infinity; every row needs a class label")
-        if np.any(y != np.round(y)):
-            raise InputError(f"Unknown label type: continuous values in y (such as {y[y != np.round(y)][0].item()!r}); "
-                             f"{owner} needs class labels: integers or strings")
+        raise InputError(f"Complex data not supported in {what}")
+    floats = _float_labels(y)
+    if not np.isfinite(floats).all():
+        raise InputError(f"Input {what} contains NaN or infinity; every row needs a class label")
+    fractions = floats[floats != np.round(floats)]
+    if len(fractions):
+        raise InputError(f"Unknown label type: continuous values in {what} (such as {fractions[0].item()!r}); "
+                         f"{owner} needs class labels: integers or strings")
     if y.dtype.kind == "O":
         try:
             np.unique(y)
         except TypeError:
-            raise InputError("y mixes labels of types that cannot be ordered (such as numbers and strings); "
+            raise InputError(f"{what} mixes labels of types that cannot be ordered (such as numbers and strings); "
                              "use labels of one type") from None
     return y
+
+
+def _float_labels(y: np.ndarray) -> np.ndarray:
+    """The float labels of y (N,): all of a float array, the float objects of an object array (as float64)."""
+    if y.dtype.kind == "f":
+        return y
+    if y.dtype.kind == "O":
+        return np.array([label for label in y if isinstance(label, (float, np.floating))], np.float64)
+    return np.empty(0)
 
 
 def as_images(X, image_shape: tuple[int, ...] | None, pixel_max: float | None, owner: str,
@@ -182,10 +194,21 @@ def _check_size(shape: tuple[int, int], what: str) -> None:
                              f"({what} is empty).")
 
 
-def _check_finite(X: np.ndarray, what: str) -> None:
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
+def _check_finite(X: np.ndarray, what: str, dtype: str | None = None) -> None:
+    """InputError if X holds NaN or infinity, or (with `dtype`) a value beyond what that float type holds."""
+    if X.dtype.kind != "f":
+        return
+    if not np.isfinite(X).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
         raise InputError(f"Input {what} contains NaN or infinity (at {where}); remove or impute those values")
+    if dtype is None or np.finfo(dtype).max >= np.finfo(X.dtype).max:
+        return
+    top = np.finfo(dtype).max
+    if X.max() > top or X.min() < -top:
+        where = tuple(int(i) for i in np.argwhere(np.abs(X) > top)[0])
+        raise InputError(f"Input {what} contains a value too large for dtype('{np.dtype(dtype)}') ({X[where]:g} at "
+                         f"{where}): the model computes in {np.dtype(dtype)}, whose values reach ±{top:.3g}; rescale "
+                         "the features or use dtype='float64'")
 
 
 def _is_sparse(X) -> bool:

@@ -78,10 +78,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> MLPClassifier:
         """Train a new network on feature rows X (N, D) with labels y (N,) for `epochs` epochs."""
-        X = as_rows(X, _name(self))
+        cfg = self._config()
+        X = as_rows(X, _name(self), cfg.model.dtype)
         y = as_labels(y, len(X), _name(self))
-        self._start(X, np.unique(y))
-        self._train(self._batches(X, y), self._cfg.train.epochs)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise InputError(f"y has one class only ({_plain(classes[0])!r}); a classifier needs at least two classes")
+        self._start(cfg, X, classes)
+        self._train(self._batches(X, y), cfg.train.epochs)
         return self
 
     def partial_fit(self, X, y, classes=None) -> MLPClassifier:
@@ -90,20 +94,26 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         `classes`: every label any call will see. Each call is one epoch of the learning-rate schedule (use
         schedule='constant' for an open-ended stream)."""
         first = not hasattr(self, "network_")
-        X = as_rows(X, _name(self))
+        cfg = self._config() if first else self._cfg
+        X = as_rows(X, _name(self), cfg.model.dtype)
         y = as_labels(y, len(X), _name(self))
         if classes is not None:
-            classes = np.unique(as_labels(classes, len(np.asarray(classes)), _name(self)))
+            classes = np.unique(as_labels(classes, None, _name(self), "classes"))
+            if len(classes) < 2:
+                raise InputError(f"classes={classes.tolist()} has fewer than two labels; give every class label of "
+                                 "all the partial_fit calls, e.g. classes=np.unique(y_all)")
         if first:
             if classes is None:
                 raise InputError("classes: the first partial_fit call needs every class label of all the calls, "
                                  "e.g. classes=np.unique(y_all)")
-            self._start(X, classes)
+            _check_known(y, classes, "classes")
+            self._start(cfg, X, classes)
         else:
             self._check_width(X)
             if classes is not None and not np.array_equal(classes, self.classes_):
                 raise InputError(f"classes={classes.tolist()} differs from the first partial_fit call's "
                                  f"{self.classes_.tolist()}; call fit to start over")
+            _check_known(y, self.classes_, "classes_")
         self._train(self._batches(X, y), 1)
         return self
 
@@ -133,11 +143,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "network_")
 
-    def _start(self, X: np.ndarray, classes: np.ndarray) -> None:
-        """A new network, optimizer, shuffling stream and standardization for rows X (N, D) and `classes`."""
-        if len(classes) < 2:
-            raise InputError(f"y has one class only ({_plain(classes[0])!r}); a classifier needs at least two classes")
-        cfg = self._config()
+    def _start(self, cfg: Config, X: np.ndarray, classes: np.ndarray) -> None:
+        """A new network, optimizer, shuffling stream and standardization of Config `cfg` for rows X (N, D) and
+        `classes` (C,), C ≥ 2."""
         rngs = generators(cfg.seed)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
@@ -171,10 +179,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise renamed_error(err, {key: name for name, key in NETWORK_KEYS.items()}) from None
 
     def _batches(self, X: np.ndarray, y: np.ndarray) -> Minibatches:
-        unknown = ~np.isin(y, self.classes_)
-        if unknown.any():
-            raise InputError(f"y has label {_plain(y[unknown][0])!r}, which is not among classes_ "
-                             f"{self.classes_.tolist()}")
         return Minibatches(self._standardized(X), np.searchsorted(self.classes_, y), None, self._cfg.train.batch_size)
 
     def _train(self, batches: Minibatches, epochs: int) -> None:
@@ -195,7 +199,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X) -> np.ndarray:
         """Class scores (N, C) of feature rows X (N, D)."""
         check_fitted(self, "network_")
-        X = as_rows(X, _name(self))
+        X = as_rows(X, _name(self), self.network_.dtype)
         self._check_width(X)
         with np.errstate(over="ignore", invalid="ignore"):
             return batched_scores(self.network_, self._standardized(X))
@@ -219,6 +223,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 with_parameters(MLPClassifier, {**{name: config_parameter(Config, key) for name, key in NETWORK_KEYS.items()},
                                 "random_state": RANDOM_STATE, "verbose": VERBOSE},
                 {name: f"config key {key}" for name, key in NETWORK_KEYS.items()})
+
+
+def _check_known(y: np.ndarray, classes: np.ndarray, what: str) -> None:
+    """InputError unless every label of y (N,) is among `classes` (C,), which `what` names."""
+    unknown = ~np.isin(y, classes)
+    if unknown.any():
+        raise InputError(f"y has label {_plain(y[unknown][0])!r}, which is not among {what} {classes.tolist()}")
 
 
 def _plain(value):

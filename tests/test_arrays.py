@@ -105,6 +105,18 @@ def test_labels_that_cannot_be_classes_are_refused(y, message):
         as_labels(y, 2, "T")
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-3, 3).map(float), min_size=1, max_size=6))
+def test_float_objects_are_labels_as_floats_are(labels):
+    def outcome(y):
+        try:
+            return as_labels(y, len(labels), "T").tolist()
+        except InputError as err:
+            return str(err)
+
+    assert outcome(np.array(labels, dtype=object)) == outcome(np.array(labels, dtype=np.float64))
+
+
 def test_labels_may_be_integers_strings_or_whole_floats_and_a_column_is_raveled():
     assert as_labels(["cat", "dog"], 2, "T").tolist() == ["cat", "dog"]
     assert as_labels([1.0, 2.0], 2, "T").tolist() == [1.0, 2.0]

@@ -9,6 +9,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpcli import checkpoint, experiment
 from mlpcli.arrays import InputError
@@ -160,6 +162,41 @@ def test_partial_fit_epochs_continue_as_fit_does():
         parts.partial_fit(X[:2], ["a", "d"])
     with pytest.raises(InputError, match="X has 4 features, but MLPClassifier is expecting 5"):
         parts.partial_fit(X[:, :4], y)
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([], r"classes=\[\] has fewer than two labels"),
+    (3, r"classes should be a 1d array, got an array of shape \(\) instead"),
+    ([1, 1], r"classes=\[1\] has fewer than two labels"),
+    ([[0, 1]], r"classes should be a 1d array, got an array of shape \(1, 2\)"),
+    ([0.5, 1.0], r"continuous values in classes \(such as 0.5\)"),
+    ([0, 2], r"y has label 1, which is not among classes \[0, 2\]"),
+])
+def test_partial_fit_refuses_classes_that_are_not_every_label(classes, message):
+    model = MLPClassifier(epochs=1)
+    with pytest.raises(InputError, match=message):
+        model.partial_fit(np.zeros((4, 3)), [0, 1, 0, 1], classes=classes)
+    assert not hasattr(model, "network_")           # nothing started: the next call is still the first
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    return MLPClassifier(hidden=(8,), epochs=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(3.5e38, 1e300), st.booleans(), st.integers(0, 9))
+def test_values_beyond_the_model_dtype_are_refused_by_every_method(fitted, magnitude, negative, at):
+    X = np.random.default_rng(at).normal(size=(2, 5))
+    X.flat[at] = -magnitude if negative else magnitude
+    where = r"\(%d, %d\)" % divmod(at, 5)
+    for method in (fitted.predict, fitted.predict_proba, fitted.decision_function, lambda X: fitted.score(X, [0, 1]),
+                   lambda X: MLPClassifier(epochs=1).fit(np.vstack([X, -X]), [0, 1, 1, 0])):
+        with pytest.raises(InputError, match=r"Input X contains a value too large for dtype\('float32'\) \(.* at "
+                                             + where):
+            method(X)
+    assert MLPClassifier(epochs=1, dtype="float64").fit(np.vstack([X, -X]), [0, 1, 1, 0]).n_iter_ == 1
 
 
 def test_random_state_as_in_scikit_learn():
