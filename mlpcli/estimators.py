@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 from tqdm import tqdm
 
+from mlpcli import budget
 from mlpcli.arrays import InputError, as_images, as_labels, as_rows
 from mlpcli.config import Config
 from mlpcli.data.dataset import in_memory
@@ -30,7 +31,7 @@ from mlpcli.features import EXTRACTORS
 from mlpcli.features.pipeline import column_stats
 from mlpcli.nn.model import MLP
 from mlpcli.nn.optim import OPTIMIZERS
-from mlpcli.parallel import map_row_blocks, split_products
+from mlpcli.parallel import cores, map_row_blocks, split_products
 from mlpcli.predictor import batched_scores, softmax
 from mlpcli.schema import from_dict
 from mlpcli.seeding import generators
@@ -146,6 +147,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _start(self, cfg: Config, X: np.ndarray, classes: np.ndarray) -> None:
         """A new network, optimizer, shuffling stream and standardization of Config `cfg` for rows X (N, D) and
         `classes` (C,), C ≥ 2."""
+        slots = len(OPTIMIZERS[cfg.optim.name].slots)
+        rows = max(3 * min(cfg.train.batch_size, len(X)), budget.EVAL_BATCH)   # a training batch's activations
+        _within_memory(budget.network(cfg, X.shape[1], len(classes), "the weights, gradients and optimizer state",
+                                      copies=3 + slots, rows=rows),
+                       "fit", {key: name for name, key in NETWORK_KEYS.items()})
         rngs = generators(cfg.seed)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
@@ -225,6 +231,18 @@ with_parameters(MLPClassifier, {**{name: config_parameter(Config, key) for name,
                 {name: f"config key {key}" for name, key in NETWORK_KEYS.items()})
 
 
+def _within_memory(needs: list[budget.Need], task: str, names: dict[str, str]) -> None:
+    """budget.require as an InputError naming the estimator's parameters ({config key: parameter}) instead of
+    the config keys: refused before anything large is allocated."""
+    try:
+        budget.require(needs, task)
+    except ConfigError as err:
+        message = str(err)
+        for key, name in names.items():
+            message = message.replace(key, name)
+        raise InputError(message) from None
+
+
 def _check_known(y: np.ndarray, classes: np.ndarray, what: str) -> None:
     """InputError unless every label of y (N,) is among `classes` (C,), which `what` names."""
     unknown = ~np.isin(y, classes)
@@ -257,8 +275,10 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         rng = generators(resolve_seed(getattr(self, "random_state", None)))["features"]
         with self._errors_named():
             extractor = EXTRACTORS[self.extractor](from_dict(EXTRACTORS[self.extractor].Config, self._options()))
+            width = extractor.output_dim(images.shape[1:])
+            _within_memory([budget.Need("fitting", extractor.fit_bytes(images.shape[1:]), ("its parameters",))],
+                           f"{_name(self)}.fit", {})
             extractor.fit(in_memory(images, np.zeros(len(images)), [""]), rng, self.verbose)
-            width = extractor.transform(images[:1]).shape[1]
         self.extractor_, self.image_shape_, self.n_features_in_ = extractor, images.shape[1:], int(images[0].size)
         self._width = width
         return self
@@ -270,6 +290,9 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         if images.shape[1:] != self.image_shape_:
             raise InputError(f"images have shape {images.shape[1:]}, but {_name(self)} was fitted on "
                              f"{self.image_shape_}")
+        scratch = cores() * self.extractor_.transform_bytes(self.image_shape_, min(BLOCK, len(images)))
+        _within_memory([budget.Need("the features", 4 * len(images) * self._width, ("the number of images",)),
+                        budget.Need("extracting them", scratch, ("its parameters",))], f"{_name(self)}.transform", {})
         out = np.empty((len(images), self._width), np.float32)
         with tqdm(total=len(images), desc=self.extractor, unit="img", disable=not self.verbose, leave=False) as bar, \
                 np.errstate(over="ignore", invalid="ignore"):      # a non-finite result is reported below

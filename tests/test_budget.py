@@ -3,6 +3,7 @@ gradcheck allocate, and what cannot fit is refused in one line before anything l
 
 from __future__ import annotations
 
+import re
 import resource
 import subprocess
 import sys
@@ -104,3 +105,26 @@ def test_real_runs_that_cannot_fit_stop_at_once_in_one_line(tmp_path, args, what
     assert done.stderr.startswith(f"Error: {what} about ") and len(done.stderr.splitlines()) == 1, done.stderr
     assert 0 < done.peak_kib < 400 << 10                     # KiB: refused before allocating
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("call, message", [
+    ("Pixels(size=[8192, 8192]).fit_transform(np.zeros((20, 16, 16, 3), np.uint8))",
+     r"Pixels.transform needs about [\d.,]+ GiB of memory, but .* is available \(.*\); lower its parameters or the "
+     r"number of images"),
+    ("BagOfWords(words=100000, patches=100000).fit(np.zeros((20, 16, 16, 3), np.uint8))",
+     r"BagOfWords.fit needs about .*; lower its parameters"),
+    ("MLPClassifier(hidden=(10**6, 10**6)).fit(np.zeros((4, 3)), [0, 1, 0, 1])",
+     r"fit needs about [\d.,]+ GiB of memory, .*; lower hidden, the features or batch_size"),
+])
+def test_estimators_that_cannot_fit_are_refused_before_allocating(call, message):
+    result = run_limited(f"""
+        import numpy as np
+        from mlpcli import BagOfWords, MLPClassifier, Pixels
+        from mlpcli.arrays import InputError
+        try:
+            {call}
+        except InputError as err:
+            print(err)
+        """, 2 << 30)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(message, result.stdout.strip()), result.stdout
